@@ -1,0 +1,314 @@
+"""``Client``: Segment's client, delivering to PostHog (and, while migrating, to Segment).
+
+The constructor and every call method keep segment-analytics-python's
+parameters, order and defaults, so code written against Segment runs
+unchanged; new parameters come after Segment's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from datetime import datetime
+from typing import Any, Callable, List, Optional, Tuple, Union
+
+import posthog
+from segment.analytics import Client as SegmentClient
+from segment.analytics.client import require
+
+from analytics_posthog import message, posthog_leg, segment_leg
+from analytics_posthog.config import NO_KEY_MESSAGE, POSTHOG_MISSING_MESSAGE, resolve_keys
+from analytics_posthog.dispatcher import Dispatcher
+from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
+from analytics_posthog.message import Message
+
+Leg = Union[posthog_leg.PostHogLeg, segment_leg.SegmentLeg]
+OnError = Callable[[Exception, Any], None]
+Result = Tuple[bool, Message]
+
+#: How long, at most, interpreter exit waits for queued events to be delivered.
+EXIT_TIMEOUT = 5.0
+
+
+class DeliveryError(Exception):
+    """A leg did not deliver a message; passed to ``on_error``."""
+
+
+class Client(object):
+    class DefaultConfig(SegmentClient.DefaultConfig):
+        posthog_api_key: Optional[str] = None
+        posthog_host: Optional[str] = None
+        group_type = DEFAULT_GROUP_TYPE
+        posthog_client: Optional[posthog.Client] = None
+
+    log = logging.getLogger("analytics_posthog")
+
+    def __init__(
+        self,
+        write_key: Optional[str] = DefaultConfig.write_key,
+        host: Optional[str] = DefaultConfig.host,
+        debug: bool = DefaultConfig.debug,
+        max_queue_size: int = DefaultConfig.max_queue_size,
+        send: bool = DefaultConfig.send,
+        on_error: Optional[OnError] = DefaultConfig.on_error,
+        gzip: bool = DefaultConfig.gzip,
+        max_retries: int = DefaultConfig.max_retries,
+        sync_mode: bool = DefaultConfig.sync_mode,
+        timeout: float = DefaultConfig.timeout,
+        proxies: Optional[dict] = DefaultConfig.proxies,
+        thread: int = DefaultConfig.thread,
+        upload_size: int = DefaultConfig.upload_size,
+        upload_interval: float = DefaultConfig.upload_interval,
+        log_handler: Optional[logging.Handler] = DefaultConfig.log_handler,
+        oauth_client_id: Optional[str] = DefaultConfig.oauth_client_id,
+        oauth_client_key: Optional[str] = DefaultConfig.oauth_client_key,
+        oauth_key_id: Optional[str] = DefaultConfig.oauth_key_id,
+        oauth_auth_server: str = DefaultConfig.oauth_auth_server,
+        oauth_scope: str = DefaultConfig.oauth_scope,
+        max_total_backoff_duration: float = DefaultConfig.max_total_backoff_duration,
+        max_rate_limit_duration: float = DefaultConfig.max_rate_limit_duration,
+        posthog_api_key: Optional[str] = DefaultConfig.posthog_api_key,
+        posthog_host: Optional[str] = DefaultConfig.posthog_host,
+        group_type: str = DefaultConfig.group_type,
+        posthog_client: Optional[posthog.Client] = DefaultConfig.posthog_client,
+    ) -> None:
+        if write_key is not None:
+            require("write_key", write_key, str)
+        if max_total_backoff_duration is None or max_total_backoff_duration < 0:
+            raise ValueError("max_total_backoff_duration must be a non-negative number")
+        if max_rate_limit_duration is None or max_rate_limit_duration < 0:
+            raise ValueError("max_rate_limit_duration must be a non-negative number")
+
+        keys = resolve_keys(write_key, posthog_api_key, posthog_host)
+        if send and not (keys.any or posthog_client is not None):
+            raise AssertionError(NO_KEY_MESSAGE)
+
+        self.send = send
+        self.sync_mode = sync_mode
+        self.debug = debug
+        self.on_error = on_error
+        self.group_type = group_type
+        self.write_key = keys.segment_write_key
+        self.posthog_api_key = keys.posthog_api_key
+        self.posthog_host = keys.posthog_host
+
+        if log_handler:
+            self.log.addHandler(log_handler)
+            logging.getLogger("posthog").addHandler(log_handler)
+        if debug:
+            self.log.setLevel(logging.DEBUG)
+            if not log_handler:
+                self.log.addHandler(logging.StreamHandler())
+
+        self.legs: List[Leg] = []
+        if not send:
+            return
+        report = self._report_delivery_error
+        if posthog_client is not None or keys.posthog_api_key:
+            client = posthog_client or posthog_leg.build_client(
+                keys.posthog_api_key or "",
+                keys.posthog_host,
+                debug=debug,
+                max_queue_size=max_queue_size,
+                send=send,
+                on_error=report,
+                gzip=gzip,
+                max_retries=max_retries,
+                sync_mode=sync_mode,
+                timeout=timeout,
+                thread=thread,
+                upload_size=upload_size,
+                upload_interval=upload_interval,
+            )
+            self.legs.append(posthog_leg.PostHogLeg(client, group_type))
+        else:
+            self.log.warning(POSTHOG_MISSING_MESSAGE)
+        if keys.segment_write_key:
+            self.legs.append(
+                segment_leg.SegmentLeg(
+                    segment_leg.build_client(
+                        keys.segment_write_key,
+                        report,
+                        host=host,
+                        debug=debug,
+                        max_queue_size=max_queue_size,
+                        send=send,
+                        gzip=gzip,
+                        max_retries=max_retries,
+                        sync_mode=sync_mode,
+                        timeout=timeout,
+                        proxies=proxies,
+                        thread=thread,
+                        upload_size=upload_size,
+                        upload_interval=upload_interval,
+                        log_handler=log_handler,
+                        oauth_client_id=oauth_client_id,
+                        oauth_client_key=oauth_client_key,
+                        oauth_key_id=oauth_key_id,
+                        oauth_auth_server=oauth_auth_server,
+                        oauth_scope=oauth_scope,
+                        max_total_backoff_duration=max_total_backoff_duration,
+                        max_rate_limit_duration=max_rate_limit_duration,
+                    )
+                )
+            )
+        self._dispatcher = Dispatcher(self._deliver, max_queue_size)
+        if not sync_mode:
+            atexit.register(self._at_exit)
+
+    def identify(
+        self,
+        user_id: Any = None,
+        traits: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Optional[datetime] = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        return self._enqueue(message.identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id))
+
+    def track(
+        self,
+        user_id: Any = None,
+        event: Optional[str] = None,
+        properties: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Optional[datetime] = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        return self._enqueue(
+            message.track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
+        )
+
+    def alias(
+        self,
+        previous_id: Any = None,
+        user_id: Any = None,
+        context: Optional[dict] = None,
+        timestamp: Optional[datetime] = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        return self._enqueue(message.alias(previous_id, user_id, context, timestamp, integrations, message_id))
+
+    def group(
+        self,
+        user_id: Any = None,
+        group_id: Any = None,
+        traits: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Optional[datetime] = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        return self._enqueue(
+            message.group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+        )
+
+    def page(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Optional[datetime] = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        return self._enqueue(
+            message.page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
+        )
+
+    def screen(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Optional[datetime] = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        return self._enqueue(
+            message.screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
+        )
+
+    def _enqueue(self, msg: Message) -> Result:
+        self.log.debug("queueing: %s", msg)
+        if not self.send:
+            return True, msg
+        if self.sync_mode:
+            delivered = self._deliver(msg)
+            for leg in self.legs:
+                leg.flush(None)
+            return delivered, msg
+        if self._dispatcher.put(msg):
+            return True, msg
+        self.log.warning("analytics-posthog queue is full")
+        return False, msg
+
+    def _deliver(self, msg: Message) -> bool:
+        """Give ``msg`` to every leg; one leg's failure never stops the other."""
+        delivered = True
+        for leg in self.legs:
+            try:
+                accepted = leg.send(msg)
+            except Exception as error:
+                self.log.error("%s leg failed to deliver %s: %s", leg.name, msg["type"], error)
+                self._report_delivery_error(error, [msg])
+                delivered = False
+                continue
+            if accepted:
+                continue
+            delivered = False
+            if self.sync_mode:
+                error = DeliveryError("the %s leg did not deliver a %s message (its log says why)" % (leg.name, msg["type"]))
+                self.log.error("%s", error)
+                self._report_delivery_error(error, [msg])
+            else:
+                self.log.warning("%s leg dropped a %s message: its queue is full", leg.name, msg["type"])
+        return delivered
+
+    def _report_delivery_error(self, error: Exception, batch: Any) -> None:
+        """Tell ``on_error``, never letting its own failure escape into a worker thread."""
+        if self.on_error is None:
+            return
+        try:
+            self.on_error(error, batch)
+        except Exception:
+            self.log.exception("on_error raised")
+
+    def flush(self) -> None:
+        """Block until every queued message has been delivered (or given up on)."""
+        if not self.legs:
+            return
+        self._dispatcher.flush()
+        for leg in self.legs:
+            leg.flush(None)
+
+    def join(self) -> None:
+        """Deliver what is queued, then end the background threads."""
+        if not self.legs:
+            return
+        self._dispatcher.stop()
+        for leg in self.legs:
+            leg.join()
+
+    def shutdown(self) -> None:
+        """Flush all messages and cleanly shut down the client."""
+        self.flush()
+        self.join()
+
+    def _at_exit(self) -> None:
+        """Deliver what is still queued when the interpreter exits, within EXIT_TIMEOUT."""
+        self._dispatcher.flush(EXIT_TIMEOUT)
+        for leg in self.legs:
+            leg.flush(EXIT_TIMEOUT)

@@ -1,0 +1,61 @@
+"""Which legs a client has, from its arguments and the environment.
+
+Explicit arguments beat environment variables, so code that sets a key is
+never overridden by a stray variable on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+DEFAULT_POSTHOG_HOST = "https://us.i.posthog.com"
+POSTHOG_KEY_PREFIX = "phc_"
+
+POSTHOG_KEY_VARIABLES = ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY")
+POSTHOG_HOST_VARIABLE = "POSTHOG_HOST"
+SEGMENT_KEY_VARIABLE = "SEGMENT_WRITE_KEY"
+
+NO_KEY_MESSAGE = (
+    "analytics_posthog has no key to send with: set posthog_api_key (or the "
+    "POSTHOG_API_KEY / POSTHOG_PROJECT_API_KEY environment variable) to send to "
+    "PostHog, and/or write_key (or the SEGMENT_WRITE_KEY environment variable) "
+    "to also send to Segment."
+)
+POSTHOG_MISSING_MESSAGE = (
+    "analytics_posthog: only a Segment write_key is configured, so calls go to "
+    "Segment alone. Set posthog_api_key (or POSTHOG_API_KEY) to send them to PostHog."
+)
+
+
+@dataclass(frozen=True)
+class Keys:
+    posthog_api_key: Optional[str]
+    posthog_host: str
+    segment_write_key: Optional[str]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.posthog_api_key or self.segment_write_key)
+
+
+def resolve_keys(
+    write_key: Optional[str],
+    posthog_api_key: Optional[str],
+    posthog_host: Optional[str],
+    environ: Mapping[str, str] = os.environ,
+) -> Keys:
+    """Resolve keys: a ``phc_`` write key is a PostHog project key, not Segment's."""
+    write_key = write_key or environ.get(SEGMENT_KEY_VARIABLE) or None
+    if isinstance(write_key, str) and write_key.startswith(POSTHOG_KEY_PREFIX):
+        posthog_api_key = posthog_api_key or write_key
+        write_key = None
+    if not posthog_api_key:
+        posthog_api_key = next((environ[name] for name in POSTHOG_KEY_VARIABLES if environ.get(name)), None)
+    return Keys(
+        posthog_api_key=posthog_api_key,
+        posthog_host=posthog_host or environ.get(POSTHOG_HOST_VARIABLE) or DEFAULT_POSTHOG_HOST,
+        segment_write_key=write_key,
+    )
+

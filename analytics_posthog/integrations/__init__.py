@@ -1,0 +1,1 @@
+"""Web framework hooks, one module per framework, each imported only when used."""

@@ -1,0 +1,229 @@
+"""Segment message -> PostHog event, as tables and pure functions (no I/O).
+
+It follows Segment's own PostHog destination, so events that reach PostHog
+directly look like the ones teams already collected through Segment (same
+uuid, same event names, same person and group properties), and adds the
+richer context mapping other CDPs' PostHog destinations do. The contract is
+``shared/spec/segment-to-posthog.md``; each table below is one of its tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Dict, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+DEFAULT_GROUP_TYPE = "segment_group"
+
+#: Segment's PostHog destination derives event uuids in this namespace, so a
+#: copy sent directly and one relayed by Segment deduplicate in PostHog.
+UUID_NAMESPACE = uuid.uuid5(uuid.UUID(int=0), "PostHog")
+
+#: Segment call type -> PostHog event name (``track`` keeps the event's own
+#: name; ``identify`` without a userId becomes ``$set``).
+EVENT_NAMES = {
+    "identify": "$identify",
+    "page": "$pageview",
+    "screen": "$screen",
+    "group": "$groupidentify",
+    "alias": "$create_alias",
+}
+
+#: Segment context path -> PostHog property.
+CONTEXT_PROPERTIES: Tuple[Tuple[Tuple[str, ...], str], ...] = (
+    (("ip",), "$ip"),
+    (("userAgent",), "$raw_user_agent"),
+    (("page", "url"), "$current_url"),
+    (("page", "path"), "$pathname"),
+    (("page", "referrer"), "$referrer"),
+    (("page", "title"), "$title"),
+    (("os", "name"), "$os"),
+    (("os", "version"), "$os_version"),
+    (("device", "id"), "$device_id"),
+    (("device", "type"), "$device_type"),
+    (("device", "manufacturer"), "$device_manufacturer"),
+    (("device", "model"), "$device_model"),
+    (("device", "name"), "$device_name"),
+    (("screen", "width"), "$screen_width"),
+    (("screen", "height"), "$screen_height"),
+    (("screen", "density"), "$screen_density"),
+    (("app", "name"), "$app_name"),
+    (("app", "version"), "$app_version"),
+    (("app", "build"), "$app_build"),
+    (("app", "namespace"), "$app_namespace"),
+    (("locale",), "$locale"),
+    (("timezone",), "$timezone"),
+    (("network", "carrier"), "$network_carrier"),
+    (("campaign", "source"), "utm_source"),
+    (("campaign", "medium"), "utm_medium"),
+    (("campaign", "name"), "utm_campaign"),
+    (("campaign", "term"), "utm_term"),
+    (("campaign", "content"), "utm_content"),
+    (("sessionId",), "$session_id"),
+    (("session_id",), "$session_id"),
+)
+
+#: Context keys that are not also kept whole as ``segment_<key>`` (Segment's
+#: destination maps campaign to utm_* only).
+NOT_KEPT_WHOLE = frozenset({"campaign"})
+
+#: Call types whose ``context.traits`` become person properties (``$set``).
+TRAITS_AS_SET = frozenset({"track", "page", "screen"})
+
+
+@dataclass(frozen=True)
+class PostHogEvent:
+    """The arguments of one ``posthog.Client.capture`` call."""
+
+    event: str
+    distinct_id: str
+    properties: Dict[str, Any]
+    timestamp: datetime
+    uuid: str
+    disable_geoip: bool
+
+
+def event_uuid(message_id: str) -> str:
+    """The uuid Segment's PostHog destination gives the event of ``message_id``."""
+    return str(uuid.uuid5(UUID_NAMESPACE, message_id))
+
+
+def posthog_enabled(integrations: Optional[Mapping[str, Any]]) -> bool:
+    """Whether Segment's ``integrations`` option lets the call reach PostHog."""
+    if not integrations:
+        return True
+    flags = {str(name).lower(): value for name, value in integrations.items()}
+    posthog = flags.get("posthog")
+    if posthog is not None:
+        return posthog is not False
+    return flags.get("all", True) is not False
+
+
+def segment_integrations(integrations: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ``integrations`` the Segment leg sends: Segment's own PostHog
+    destination is switched off unless the user chose, so PostHog does not get
+    a second copy relayed by Segment."""
+    if any(str(name).lower() == "posthog" for name in integrations):
+        return dict(integrations)
+    return {**integrations, "PostHog": False}
+
+
+def to_posthog(msg: Mapping[str, Any], group_type: str = DEFAULT_GROUP_TYPE) -> Optional[PostHogEvent]:
+    """Map one Segment message; ``None`` when its integrations exclude PostHog."""
+    if not posthog_enabled(msg.get("integrations")):
+        return None
+    type_ = msg["type"]
+    context = msg.get("context") or {}
+    properties = context_properties(context, type_, group_type)
+    own = msg.get("properties") or {}
+    _merge_call_properties(properties, own)
+
+    distinct_id = msg.get("userId") or msg.get("anonymousId")
+    if type_ == "track":
+        event = msg["event"]
+    elif type_ == "identify":
+        properties["$set"] = msg.get("traits") or {}
+        if msg.get("userId"):
+            event = EVENT_NAMES["identify"]
+            if msg.get("anonymousId"):
+                properties["$anon_distinct_id"] = msg["anonymousId"]
+        else:
+            event = "$set"
+    elif type_ == "page":
+        event = EVENT_NAMES["page"]
+        _put_given(properties, "name", msg.get("name"))
+        _put_given(properties, "category", msg.get("category"))
+    elif type_ == "screen":
+        event = EVENT_NAMES["screen"]
+        _put_given(properties, "$screen_name", msg.get("name"))
+        _put_given(properties, "category", msg.get("category"))
+    elif type_ == "group":
+        event = EVENT_NAMES["group"]
+        properties["$group_type"] = group_type
+        properties["$group_key"] = msg["groupId"]
+        properties["$group_set"] = msg.get("traits") or {}
+    elif type_ == "alias":
+        event = EVENT_NAMES["alias"]
+        distinct_id = msg["userId"]
+        properties["alias"] = msg["previousId"]
+    else:
+        raise ValueError("unknown Segment message type: %r" % (type_,))
+
+    if "$current_url" in properties and "$host" not in properties:
+        host = url_host(properties["$current_url"])
+        if host:
+            properties["$host"] = host
+
+    return PostHogEvent(
+        event=event,
+        distinct_id=str(distinct_id),
+        properties=properties,
+        timestamp=parse_timestamp(msg["timestamp"]),
+        uuid=event_uuid(msg["messageId"]),
+        disable_geoip=not context.get("ip"),
+    )
+
+
+def context_properties(context: Mapping[str, Any], type_: str, group_type: str) -> Dict[str, Any]:
+    """PostHog properties derived from a Segment ``context``."""
+    properties: Dict[str, Any] = {}
+    for path, name in CONTEXT_PROPERTIES:
+        value = _lookup(context, path)
+        if value is not None:
+            properties[name] = value
+    group_id = context.get("groupId")
+    if group_id is not None:
+        properties["$groups"] = {group_type: group_id}
+    traits = context.get("traits")
+    if type_ in TRAITS_AS_SET and isinstance(traits, dict) and traits:
+        properties["$set"] = dict(traits)
+    for key, value in context.items():
+        if key not in NOT_KEPT_WHOLE:
+            properties["segment_" + key] = value
+    return properties
+
+
+def _merge_call_properties(properties: Dict[str, Any], own: Mapping[str, Any]) -> None:
+    """The call's properties win; ``$set`` and ``$groups`` merge key by key so
+    an explicit value wins without discarding what context contributed."""
+    for key in ("$set", "$groups"):
+        derived, explicit = properties.get(key), own.get(key)
+        if isinstance(derived, dict) and isinstance(explicit, dict):
+            properties[key] = {**derived, **explicit}
+            own = {k: v for k, v in own.items() if k != key}
+    properties.update(own)
+    url = own.get("url")
+    if url is not None and "$current_url" not in own:
+        properties["$current_url"] = url
+
+
+def _put_given(properties: Dict[str, Any], name: str, value: Any) -> None:
+    if value:
+        properties[name] = value
+
+
+def _lookup(context: Mapping[str, Any], path: Tuple[str, ...]) -> Any:
+    value: Any = context
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def url_host(url: Any) -> Optional[str]:
+    """``host[:port]`` of a URL, as posthog-js reports ``$host``."""
+    if not isinstance(url, str):
+        return None
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return None
+    return netloc.rpartition("@")[2] or None
+
+
+def parse_timestamp(value: str) -> datetime:
+    """A Segment ISO timestamp as an aware UTC datetime (the same instant)."""
+    return datetime.fromisoformat(value).astimezone(timezone.utc)

@@ -1,0 +1,251 @@
+"""Builds Segment-spec messages exactly as segment-analytics-python does.
+
+This is the only work a call does on the caller's thread. Parity with Segment
+is the point, so validation, cleaning and id handling reuse Segment's own
+helpers instead of re-implementing them; each builder mirrors the
+corresponding ``segment.analytics.Client`` method line for line (same
+defaults, same ``require`` order, same keys), which is what makes the returned
+``msg`` and the exceptions identical.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Dict, Optional
+from uuid import uuid4
+
+from dateutil.tz import tzutc
+from segment.analytics.client import ID_TYPES, require, stringify_id
+from segment.analytics.consumer import MAX_MSG_SIZE
+from segment.analytics.request import DatetimeSerializer
+from segment.analytics.utils import clean, guess_timezone
+
+from analytics_posthog.version import VERSION
+
+Message = Dict[str, Any]
+
+LIBRARY = {"name": "analytics-posthog", "version": VERSION}
+_encode = DatetimeSerializer().encode
+
+
+def identify(
+    user_id: Any = None,
+    traits: Optional[dict] = None,
+    context: Optional[dict] = None,
+    timestamp: Optional[datetime] = None,
+    anonymous_id: Any = None,
+    integrations: Optional[dict] = None,
+    message_id: Any = None,
+) -> Message:
+    traits = traits or {}
+    context = context or {}
+    integrations = integrations or {}
+    require("user_id or anonymous_id", user_id or anonymous_id, ID_TYPES)
+    require("traits", traits, dict)
+    return _finish(
+        {
+            "integrations": integrations,
+            "anonymousId": anonymous_id,
+            "timestamp": timestamp,
+            "context": context,
+            "type": "identify",
+            "userId": user_id,
+            "traits": traits,
+            "messageId": message_id,
+        }
+    )
+
+
+def track(
+    user_id: Any = None,
+    event: Optional[str] = None,
+    properties: Optional[dict] = None,
+    context: Optional[dict] = None,
+    timestamp: Optional[datetime] = None,
+    anonymous_id: Any = None,
+    integrations: Optional[dict] = None,
+    message_id: Any = None,
+) -> Message:
+    properties = properties or {}
+    context = context or {}
+    integrations = integrations or {}
+    require("user_id or anonymous_id", user_id or anonymous_id, ID_TYPES)
+    require("properties", properties, dict)
+    require("event", event, str)
+    return _finish(
+        {
+            "integrations": integrations,
+            "anonymousId": anonymous_id,
+            "properties": properties,
+            "timestamp": timestamp,
+            "context": context,
+            "userId": user_id,
+            "type": "track",
+            "event": event,
+            "messageId": message_id,
+        }
+    )
+
+
+def alias(
+    previous_id: Any = None,
+    user_id: Any = None,
+    context: Optional[dict] = None,
+    timestamp: Optional[datetime] = None,
+    integrations: Optional[dict] = None,
+    message_id: Any = None,
+) -> Message:
+    context = context or {}
+    integrations = integrations or {}
+    require("previous_id", previous_id, ID_TYPES)
+    require("user_id", user_id, ID_TYPES)
+    return _finish(
+        {
+            "integrations": integrations,
+            "previousId": previous_id,
+            "timestamp": timestamp,
+            "context": context,
+            "userId": user_id,
+            "type": "alias",
+            "messageId": message_id,
+        }
+    )
+
+
+def group(
+    user_id: Any = None,
+    group_id: Any = None,
+    traits: Optional[dict] = None,
+    context: Optional[dict] = None,
+    timestamp: Optional[datetime] = None,
+    anonymous_id: Any = None,
+    integrations: Optional[dict] = None,
+    message_id: Any = None,
+) -> Message:
+    traits = traits or {}
+    context = context or {}
+    integrations = integrations or {}
+    require("user_id or anonymous_id", user_id or anonymous_id, ID_TYPES)
+    require("group_id", group_id, ID_TYPES)
+    require("traits", traits, dict)
+    return _finish(
+        {
+            "integrations": integrations,
+            "anonymousId": anonymous_id,
+            "timestamp": timestamp,
+            "groupId": group_id,
+            "context": context,
+            "userId": user_id,
+            "traits": traits,
+            "type": "group",
+            "messageId": message_id,
+        }
+    )
+
+
+def page(
+    user_id: Any = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[dict] = None,
+    context: Optional[dict] = None,
+    timestamp: Optional[datetime] = None,
+    anonymous_id: Any = None,
+    integrations: Optional[dict] = None,
+    message_id: Any = None,
+) -> Message:
+    return _page_or_screen("page", user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
+
+
+def screen(
+    user_id: Any = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[dict] = None,
+    context: Optional[dict] = None,
+    timestamp: Optional[datetime] = None,
+    anonymous_id: Any = None,
+    integrations: Optional[dict] = None,
+    message_id: Any = None,
+) -> Message:
+    return _page_or_screen("screen", user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
+
+
+def _page_or_screen(
+    type_: str,
+    user_id: Any,
+    category: Optional[str],
+    name: Optional[str],
+    properties: Optional[dict],
+    context: Optional[dict],
+    timestamp: Optional[datetime],
+    anonymous_id: Any,
+    integrations: Optional[dict],
+    message_id: Any,
+) -> Message:
+    properties = properties or {}
+    context = context or {}
+    integrations = integrations or {}
+    require("user_id or anonymous_id", user_id or anonymous_id, ID_TYPES)
+    require("properties", properties, dict)
+    if name:
+        require("name", name, str)
+    if category:
+        require("category", category, str)
+    return _finish(
+        {
+            "integrations": integrations,
+            "anonymousId": anonymous_id,
+            "properties": properties,
+            "timestamp": timestamp,
+            "category": category,
+            "context": context,
+            "userId": user_id,
+            "type": type_,
+            "name": name,
+            "messageId": message_id,
+        }
+    )
+
+
+def _finish(msg: Message) -> Message:
+    """Segment's ``Client._enqueue`` up to the point where it queues.
+
+    One deliberate difference: the caller's ``context`` dict is copied before
+    ``library`` is added, where Segment writes into the caller's own dict.
+    """
+    timestamp = msg["timestamp"]
+    if timestamp is None:
+        timestamp = datetime.now(tz=tzutc())
+    message_id = msg.get("messageId")
+    if message_id is None:
+        message_id = uuid4()
+
+    require("integrations", msg["integrations"], dict)
+    require("type", msg["type"], str)
+    require("timestamp", timestamp, datetime)
+    require("context", msg["context"], dict)
+
+    timestamp = guess_timezone(timestamp)
+    msg["timestamp"] = timestamp.isoformat(timespec="milliseconds")
+    msg["messageId"] = stringify_id(message_id)
+    msg["context"] = {**msg["context"], "library": dict(LIBRARY)}
+    msg["userId"] = stringify_id(msg.get("userId", None))
+    msg["anonymousId"] = stringify_id(msg.get("anonymousId", None))
+
+    msg = clean(msg)
+
+    if len(_encode(msg).encode()) > MAX_MSG_SIZE:
+        raise RuntimeError("Message exceeds %skb limit. (%s)", str(int(MAX_MSG_SIZE / 1024)), str(msg))
+    return msg
+
+
+BUILDERS = {
+    "identify": identify,
+    "track": track,
+    "alias": alias,
+    "group": group,
+    "page": page,
+    "screen": screen,
+}
