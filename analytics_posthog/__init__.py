@@ -40,6 +40,7 @@ posthog_api_key = Client.DefaultConfig.posthog_api_key
 posthog_host = Client.DefaultConfig.posthog_host
 group_type = Client.DefaultConfig.group_type
 posthog_client = Client.DefaultConfig.posthog_client
+exit_timeout = Client.DefaultConfig.exit_timeout
 
 default_client: Optional[Client] = None
 _default_client_lock = threading.Lock()
@@ -121,5 +122,6 @@ def _proxy(method: str, *args: Any, **kwargs: Any) -> Any:
                     posthog_host=posthog_host,
                     group_type=group_type,
                     posthog_client=posthog_client,
+                    exit_timeout=exit_timeout,
                 )
     return getattr(client, method)(*args, **kwargs)

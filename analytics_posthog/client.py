@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import time
 from datetime import datetime
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import posthog
 from segment.analytics import Client as SegmentClient
@@ -19,19 +20,18 @@ from segment.analytics.client import require
 from analytics_posthog import message, posthog_leg, segment_leg
 from analytics_posthog.config import NO_KEY_MESSAGE, POSTHOG_MISSING_MESSAGE, resolve_keys
 from analytics_posthog.dispatcher import Dispatcher
+from analytics_posthog.errors import DeliveryError, ExitTimeout, QueueFull
+from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.message import Message
+from analytics_posthog.stats import DeliveryStats
 
 Leg = Union[posthog_leg.PostHogLeg, segment_leg.SegmentLeg]
 OnError = Callable[[Exception, Any], None]
 Result = Tuple[bool, Message]
 
-#: How long, at most, interpreter exit waits for queued events to be delivered.
-EXIT_TIMEOUT = 5.0
-
-
-class DeliveryError(Exception):
-    """A leg did not deliver a message; passed to ``on_error``."""
+#: At most one log line per this many seconds about dropped messages.
+DROP_LOG_INTERVAL = 10.0
 
 
 class Client(object):
@@ -40,6 +40,7 @@ class Client(object):
         posthog_host: Optional[str] = None
         group_type = DEFAULT_GROUP_TYPE
         posthog_client: Optional[posthog.Client] = None
+        exit_timeout = 5.0
 
     log = logging.getLogger("analytics_posthog")
 
@@ -71,6 +72,7 @@ class Client(object):
         posthog_host: Optional[str] = DefaultConfig.posthog_host,
         group_type: str = DefaultConfig.group_type,
         posthog_client: Optional[posthog.Client] = DefaultConfig.posthog_client,
+        exit_timeout: float = DefaultConfig.exit_timeout,
     ) -> None:
         if write_key is not None:
             require("write_key", write_key, str)
@@ -100,10 +102,10 @@ class Client(object):
             if not log_handler:
                 self.log.addHandler(logging.StreamHandler())
 
+        self.exit_timeout = exit_timeout
         self.legs: List[Leg] = []
         if not send:
             return
-        report = self._report_delivery_error
         if posthog_client is not None or keys.posthog_api_key:
             client = posthog_client or posthog_leg.build_client(
                 keys.posthog_api_key or "",
@@ -111,7 +113,7 @@ class Client(object):
                 debug=debug,
                 max_queue_size=max_queue_size,
                 send=send,
-                on_error=report,
+                on_error=self._leg_failed("posthog"),
                 gzip=gzip,
                 max_retries=max_retries,
                 sync_mode=sync_mode,
@@ -124,35 +126,36 @@ class Client(object):
         else:
             self.log.warning(POSTHOG_MISSING_MESSAGE)
         if keys.segment_write_key:
-            self.legs.append(
-                segment_leg.SegmentLeg(
-                    segment_leg.build_client(
-                        keys.segment_write_key,
-                        report,
-                        host=host,
-                        debug=debug,
-                        max_queue_size=max_queue_size,
-                        send=send,
-                        gzip=gzip,
-                        max_retries=max_retries,
-                        sync_mode=sync_mode,
-                        timeout=timeout,
-                        proxies=proxies,
-                        thread=thread,
-                        upload_size=upload_size,
-                        upload_interval=upload_interval,
-                        log_handler=log_handler,
-                        oauth_client_id=oauth_client_id,
-                        oauth_client_key=oauth_client_key,
-                        oauth_key_id=oauth_key_id,
-                        oauth_auth_server=oauth_auth_server,
-                        oauth_scope=oauth_scope,
-                        max_total_backoff_duration=max_total_backoff_duration,
-                        max_rate_limit_duration=max_rate_limit_duration,
-                    )
-                )
+            segment_settings = dict(
+                host=host,
+                debug=debug,
+                max_queue_size=max_queue_size,
+                send=send,
+                on_error=self._leg_failed("segment"),
+                gzip=gzip,
+                max_retries=max_retries,
+                sync_mode=sync_mode,
+                timeout=timeout,
+                proxies=proxies,
+                thread=thread,
+                upload_size=upload_size,
+                upload_interval=upload_interval,
+                log_handler=log_handler,
+                oauth_client_id=oauth_client_id,
+                oauth_client_key=oauth_client_key,
+                oauth_key_id=oauth_key_id,
+                oauth_auth_server=oauth_auth_server,
+                oauth_scope=oauth_scope,
+                max_total_backoff_duration=max_total_backoff_duration,
+                max_rate_limit_duration=max_rate_limit_duration,
             )
+            segment_key = keys.segment_write_key
+            self.legs.append(segment_leg.SegmentLeg(lambda: SegmentClient(segment_key, **segment_settings)))
+        self._stats = DeliveryStats(leg.name for leg in self.legs)
+        self._drops_unlogged = 0
+        self._drops_logged_at = float("-inf")
         self._dispatcher = Dispatcher(self._deliver, max_queue_size)
+        reset_in_child(self._reset_stats)
         if not sync_mode:
             atexit.register(self._at_exit)
 
@@ -252,7 +255,7 @@ class Client(object):
             return delivered, msg
         if self._dispatcher.put(msg):
             return True, msg
-        self.log.warning("analytics-posthog queue is full")
+        self._dropped([leg.name for leg in self.legs], [msg], QueueFull("analytics-posthog queue is full"))
         return False, msg
 
     def _deliver(self, msg: Message) -> bool:
@@ -263,21 +266,43 @@ class Client(object):
                 accepted = leg.send(msg)
             except Exception as error:
                 self.log.error("%s leg failed to deliver %s: %s", leg.name, msg["type"], error)
-                self._report_delivery_error(error, [msg])
+                self._stats.add(leg.name, "failed")
+                self._report(error, [msg])
                 delivered = False
                 continue
             if accepted:
+                self._stats.add(leg.name, "accepted")
                 continue
             delivered = False
             if self.sync_mode:
                 error = DeliveryError("the %s leg did not deliver a %s message (its log says why)" % (leg.name, msg["type"]))
                 self.log.error("%s", error)
-                self._report_delivery_error(error, [msg])
+                self._stats.add(leg.name, "failed")
+                self._report(error, [msg])
             else:
-                self.log.warning("%s leg dropped a %s message: its queue is full", leg.name, msg["type"])
+                self._dropped([leg.name], [msg], QueueFull("the %s leg's queue is full" % leg.name))
         return delivered
 
-    def _report_delivery_error(self, error: Exception, batch: Any) -> None:
+    def _leg_failed(self, leg: str) -> OnError:
+        def failed(error: Exception, batch: Any) -> None:
+            self._stats.add(leg, "failed", len(batch) if isinstance(batch, list) else 1)
+            self._report(error, batch)
+
+        return failed
+
+    def _dropped(self, legs: List[str], msgs: List[Message], error: DeliveryError) -> None:
+        """Count, report and log (at most once per DROP_LOG_INTERVAL) messages never handed over."""
+        for leg in legs:
+            self._stats.add(leg, "dropped", len(msgs))
+        self._report(error, msgs)
+        self._drops_unlogged += len(msgs)
+        now = time.monotonic()
+        if now - self._drops_logged_at >= DROP_LOG_INTERVAL:
+            self.log.warning("analytics_posthog dropped %d message(s) (%s); see stats()", self._drops_unlogged, error)
+            self._drops_unlogged = 0
+            self._drops_logged_at = now
+
+    def _report(self, error: Exception, batch: Any) -> None:
         """Tell ``on_error``, never letting its own failure escape into a worker thread."""
         if self.on_error is None:
             return
@@ -285,6 +310,15 @@ class Client(object):
             self.on_error(error, batch)
         except Exception:
             self.log.exception("on_error raised")
+
+    def stats(self) -> Dict[str, Dict[str, int]]:
+        """Per leg (``posthog``, ``segment``): queued, delivered, dropped, failed."""
+        if not self.legs:
+            return {}
+        return self._stats.snapshot(self._dispatcher.pending, {leg.name: leg.pending for leg in self.legs})
+
+    def _reset_stats(self) -> None:
+        self._stats = DeliveryStats(leg.name for leg in self.legs)
 
     def flush(self) -> None:
         """Block until every queued message has been delivered (or given up on)."""
@@ -308,7 +342,21 @@ class Client(object):
         self.join()
 
     def _at_exit(self) -> None:
-        """Deliver what is still queued when the interpreter exits, within EXIT_TIMEOUT."""
-        self._dispatcher.flush(EXIT_TIMEOUT)
+        """Deliver what is still queued when the interpreter exits, within ``exit_timeout``;
+        count and report whatever could not be."""
+        deadline = time.monotonic() + self.exit_timeout
+        self._dispatcher.flush(self.exit_timeout)
+        left = self._dispatcher.discard()
+        if left:
+            self._dropped([leg.name for leg in self.legs], left, ExitTimeout("exit came before delivery"))
         for leg in self.legs:
-            leg.flush(EXIT_TIMEOUT)
+            leg.flush(max(0.0, deadline - time.monotonic()))
+        for leg in self.legs:
+            pending = leg.pending
+            if isinstance(leg, segment_leg.SegmentLeg):
+                left = leg.abandon()
+                if left:
+                    self._dropped([leg.name], left, ExitTimeout("exit came before Segment delivered"))
+                pending -= len(left)
+            if pending:
+                self.log.warning("%d message(s) were still in flight to %s at exit; their delivery is unknown", pending, leg.name)

@@ -13,8 +13,9 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
+from analytics_posthog.forks import reset_in_child
 from analytics_posthog.message import Message
 
 log = logging.getLogger("analytics_posthog")
@@ -26,9 +27,18 @@ class Dispatcher:
     def __init__(self, deliver: Callable[[Message], None], max_queue_size: int) -> None:
         self._deliver = deliver
         self._max_queue_size = max_queue_size
-        self._queue: "queue.Queue[Optional[Item]]" = queue.Queue(max_queue_size)
+        self._reset()
+        reset_in_child(self._reset)
+
+    def _reset(self) -> None:
+        """Start empty: in a forked child the parent's queue is the parent's to deliver."""
+        self._queue: "queue.Queue[Optional[Item]]" = queue.Queue(self._max_queue_size)
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        return self._queue.unfinished_tasks
 
     def put(self, msg: Message) -> bool:
         """Queue ``msg`` without blocking; ``False`` when the queue is full."""
@@ -48,8 +58,9 @@ class Dispatcher:
                 self._thread = thread
 
     def _run(self) -> None:
+        pending = self._queue
         while True:
-            item = self._queue.get()
+            item = pending.get()
             try:
                 if item is None:
                     return
@@ -58,7 +69,7 @@ class Dispatcher:
             except Exception:
                 log.exception("analytics_posthog: delivery failed unexpectedly")
             finally:
-                self._queue.task_done()
+                pending.task_done()
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Wait until every queued message has been handed to the legs."""
@@ -71,6 +82,18 @@ class Dispatcher:
                     return False
                 pending.all_tasks_done.wait(remaining)
         return True
+
+    def discard(self) -> List[Message]:
+        """Take back what was never handed over, so it can be counted and reported."""
+        left: List[Message] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return left
+            self._queue.task_done()
+            if item is not None:
+                left.append(item[0])
 
     def stop(self, timeout: Optional[float] = None) -> None:
         """Hand over what is queued, then end the thread."""

@@ -51,6 +51,10 @@ class PostHogLeg:
             is not None
         )
 
+    @property
+    def pending(self) -> int:
+        return self.client.queue.unfinished_tasks
+
     def flush(self, timeout: Optional[float]) -> None:
         self.client.flush(timeout_seconds=timeout)
 

@@ -8,12 +8,15 @@ copy to PostHog.
 
 from __future__ import annotations
 
+import atexit
+import queue
 import time
 from datetime import datetime
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from segment.analytics import Client as SegmentClient
 
+from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import segment_integrations
 from analytics_posthog.message import Message
 
@@ -42,8 +45,24 @@ def segment_call(msg: Message) -> Tuple[str, Dict[str, Any]]:
 class SegmentLeg:
     name = "segment"
 
-    def __init__(self, client: SegmentClient) -> None:
-        self.client = client
+    def __init__(self, build: Callable[[], SegmentClient]) -> None:
+        self._build = build
+        self._start()
+        reset_in_child(self._start)
+
+    def _start(self) -> None:
+        """A fresh Segment client; in a forked child, the parent's queue and dead
+        consumer thread are left behind so nothing is sent twice or never.
+
+        Segment registers ``join`` at exit, which stops its consumer with the
+        queue unsent; our exit handler delivers first, within its own deadline.
+        """
+        self.client = self._build()
+        atexit.unregister(self.client.join)
+
+    @property
+    def pending(self) -> int:
+        return self.client.queue.unfinished_tasks
 
     def send(self, msg: Message) -> bool:
         """Queue (or, in sync mode, post) one message; ``False`` when Segment's queue is full."""
@@ -68,11 +87,15 @@ class SegmentLeg:
     def join(self) -> None:
         self.client.join()
 
+    def abandon(self) -> List[Message]:
+        """At exit, past the deadline: stop the consumers and take back what is left."""
+        for consumer in self.client.consumers or []:
+            consumer.pause()
+        left: List[Message] = []
+        while True:
+            try:
+                left.append(self.client.queue.get_nowait())
+            except queue.Empty:
+                return left
 
-def build_client(
-    write_key: str,
-    on_error: Callable[[Exception, Any], None],
-    **settings: Any,
-) -> SegmentClient:
-    """Segment's client with the user's settings, passed through by name."""
-    return SegmentClient(write_key, on_error=on_error, **settings)
+

@@ -154,7 +154,7 @@ def test_constructor_keeps_segment_parameters_first():
     ours = list(inspect.signature(Client.__init__).parameters.values())
     theirs = list(inspect.signature(SegmentClient.__init__).parameters.values())
     assert [(p.name, p.default) for p in ours[: len(theirs)]] == [(p.name, p.default) for p in theirs]
-    assert [p.name for p in ours[len(theirs) :]] == ["posthog_api_key", "posthog_host", "group_type", "posthog_client"]
+    assert [p.name for p in ours[len(theirs) :]] == ["posthog_api_key", "posthog_host", "group_type", "posthog_client", "exit_timeout"]
 
 
 def test_constructor_validation_matches_segment():

@@ -1,0 +1,13 @@
+"""Errors handed to ``on_error``; none of them is ever raised at the caller."""
+
+
+class DeliveryError(Exception):
+    """A leg did not deliver a message."""
+
+
+class QueueFull(DeliveryError):
+    """A queue was full, so the message was dropped rather than block the caller."""
+
+
+class ExitTimeout(DeliveryError):
+    """The interpreter exited before the message could be delivered."""

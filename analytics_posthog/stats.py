@@ -1,0 +1,35 @@
+"""Delivery counters per leg, so nothing is lost without being counted."""
+
+from __future__ import annotations
+
+import threading
+from typing import Dict, Iterable
+
+COUNTERS = ("accepted", "dropped", "failed")
+
+
+class DeliveryStats:
+    def __init__(self, legs: Iterable[str]) -> None:
+        self._lock = threading.Lock()
+        self._counts: Dict[str, Dict[str, int]] = {leg: dict.fromkeys(COUNTERS, 0) for leg in legs}
+
+    def add(self, leg: str, counter: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[leg][counter] += n
+
+    def snapshot(self, intake_pending: int, leg_pending: Dict[str, int]) -> Dict[str, Dict[str, int]]:
+        """Per leg: ``queued`` (waiting in our queue or the leg's), ``delivered``
+        (handed to the leg, no longer queued there and not failed), ``dropped``
+        (never handed over: a full queue, or exit came first) and ``failed``
+        (the leg gave up after its retries)."""
+        with self._lock:
+            counts = {leg: dict(c) for leg, c in self._counts.items()}
+        return {
+            leg: {
+                "queued": intake_pending + leg_pending[leg],
+                "delivered": max(0, c["accepted"] - c["failed"] - leg_pending[leg]),
+                "dropped": c["dropped"],
+                "failed": c["failed"],
+            }
+            for leg, c in counts.items()
+        }

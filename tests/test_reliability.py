@@ -1,0 +1,227 @@
+"""Nothing lost, nothing twice: exit, outages, full queues, forks, threads, asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from analytics_posthog import Client
+from analytics_posthog.errors import ExitTimeout, QueueFull
+from analytics_posthog.testing import CaptureServer
+
+
+@pytest.fixture
+def segment_server():
+    with CaptureServer() as server:
+        yield server
+
+
+def dual_client(posthog_server, segment_server, **kwargs):
+    return Client("wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=posthog_server.url, **kwargs)
+
+
+def run_script(code, timeout=30):
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+    return result, time.monotonic() - started
+
+
+def test_exit_without_flush_delivers_everything_to_both_legs(capture_server, segment_server):
+    result, _ = run_script(
+        f"""
+        from analytics_posthog import Client
+        client = Client("wk", host="{segment_server.url}", posthog_api_key="phc_test",
+                        posthog_host="{capture_server.url}", upload_interval=30)
+        for i in range(3000):
+            client.track("u%d" % i, "Burst", {{"i": i}})
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert capture_server.event_count == 3000
+    assert segment_server.segment_count == 3000
+    assert len({e["uuid"] for e in capture_server.events}) == 3000
+
+
+def test_exit_with_a_dead_leg_is_bounded_and_reports_the_loss(capture_server):
+    capture_server.hang(30, leg="segment")
+    result, elapsed = run_script(
+        f"""
+        from analytics_posthog import Client
+        client = Client("wk", host="{capture_server.url}", posthog_api_key="phc_test",
+                        posthog_host="{capture_server.url}", exit_timeout=1.0, timeout=30,
+                        on_error=lambda error, batch: print("reported", type(error).__name__, len(batch)))
+        for i in range(200):
+            client.track("u1", "Before exit")
+        """
+    )
+    segment_delivered = capture_server.segment_count
+    capture_server.restore()
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 8
+    assert capture_server.event_count == 200
+    reported = sum(int(line.split()[2]) for line in result.stdout.splitlines() if line.startswith("reported ExitTimeout"))
+    in_flight = int(result.stderr.split(" message(s) were still in flight to segment")[0].split()[-1])
+    assert segment_delivered == 0
+    assert reported > 0 and reported + in_flight == 200
+
+
+def test_outage_of_refused_connections_loses_nothing(capture_server):
+    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.1)
+    capture_server.refuse(seconds=2.0)
+    started = time.monotonic()
+    for i in range(300):
+        assert client.track("u1", "During outage", {"i": i})[0] is True
+    assert time.monotonic() - started < 1.0, "calls must not wait for the outage"
+    client.flush()
+    assert sorted(e["properties"]["i"] for e in capture_server.wait_for_events(300, timeout=15)) == list(range(300))
+    assert client.stats()["posthog"] == {"queued": 0, "delivered": 300, "dropped": 0, "failed": 0}
+    client.shutdown()
+
+
+def test_5xx_outage_on_both_legs_loses_nothing(capture_server, segment_server):
+    capture_server.fail(503, leg="posthog", seconds=1.5)
+    segment_server.fail(503, leg="segment", seconds=1.5)
+    client = dual_client(capture_server, segment_server, upload_interval=0.1)
+    for i in range(100):
+        client.track("u1", "During 503s", {"i": i})
+    client.flush()
+    assert capture_server.event_count == 100
+    assert segment_server.segment_count == 100
+    assert any(r.status == 503 for r in capture_server.requests)
+    assert any(r.status == 503 for r in segment_server.requests)
+    client.shutdown()
+
+
+def test_429_retry_after_is_honoured(capture_server):
+    capture_server.fail(429, leg="posthog", times=1, retry_after=2)
+    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.05)
+    started = time.monotonic()
+    client.track("u1", "Rate limited")
+    client.flush()
+    waited = time.monotonic() - started
+    assert [r.status for r in capture_server.requests] == [429, 200]
+    assert capture_server.event_count == 1
+    assert waited >= 1.9, "the retry must wait out Retry-After: 2"
+    client.shutdown()
+
+
+def test_full_queue_drops_counts_reports_and_logs_once(capture_server, caplog):
+    caplog.set_level(logging.WARNING, logger="analytics_posthog")
+    capture_server.hang(2, leg="posthog")
+    errors = []
+    client = Client(
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        max_queue_size=10,
+        on_error=lambda error, batch: errors.append((error, len(batch))),
+    )
+    started = time.monotonic()
+    results = [client.track("u1", "Flood", {"i": i})[0] for i in range(500)]
+    assert time.monotonic() - started < 1.0, "a full queue must not block the caller"
+    dropped_at_call = results.count(False)
+    capture_server.restore()
+    client.flush()
+    stats = client.stats()["posthog"]
+    assert stats["dropped"] > 0
+    assert stats["dropped"] + stats["delivered"] == 500
+    assert capture_server.event_count == stats["delivered"]
+    assert sum(n for error, n in errors if isinstance(error, QueueFull)) == stats["dropped"]
+    assert dropped_at_call <= stats["dropped"]
+    drop_lines = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(drop_lines) == 1
+    client.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_fork_child_delivers_its_own_and_nothing_twice(capture_server, segment_server):
+    client = dual_client(capture_server, segment_server, upload_interval=1)
+    for i in range(20):
+        client.track("parent", "Before fork", {"i": i})
+    assert capture_server.event_count == 0, "the parent's events must still be queued when it forks"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for i in range(30):
+                client.track("child", "In child", {"i": i})
+            client.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    for i in range(10):
+        client.track("parent", "After fork", {"i": i})
+    client.flush()
+    names = [e["event"] for e in capture_server.events]
+    assert (names.count("Before fork"), names.count("In child"), names.count("After fork")) == (20, 30, 10)
+    seg_names = [m["event"] for m in segment_server.segment_messages]
+    assert (seg_names.count("Before fork"), seg_names.count("In child"), seg_names.count("After fork")) == (20, 30, 10)
+    client.shutdown()
+
+
+def test_sixteen_threads_every_event_exactly_once_on_each_leg(capture_server, segment_server):
+    client = dual_client(capture_server, segment_server, max_queue_size=100_000)
+    threads, per_thread = 16, 300
+
+    def worker(n):
+        for i in range(per_thread):
+            assert client.track("t%d" % n, "Concurrent", {"i": i})[0]
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    client.flush()
+    total = threads * per_thread
+    assert capture_server.event_count == total
+    assert segment_server.segment_count == total
+    assert len({e["uuid"] for e in capture_server.events}) == total
+    assert len({m["messageId"] for m in segment_server.segment_messages}) == total
+    assert client.stats() == {
+        "posthog": {"queued": 0, "delivered": total, "dropped": 0, "failed": 0},
+        "segment": {"queued": 0, "delivered": total, "dropped": 0, "failed": 0},
+    }
+    client.shutdown()
+
+
+def test_calls_from_async_code_never_block_the_event_loop(capture_server):
+    capture_server.hang(2, leg="posthog")
+    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.01)
+
+    async def main():
+        lags = []
+
+        async def ticker():
+            for _ in range(40):
+                before = time.monotonic()
+                await asyncio.sleep(0.005)
+                lags.append(time.monotonic() - before - 0.005)
+
+        async def caller():
+            for i in range(400):
+                client.track("u1", "From a coroutine", {"i": i})
+                if i % 20 == 0:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(ticker(), caller())
+        return max(lags)
+
+    assert asyncio.run(main()) < 0.1
+    capture_server.restore()
+    client.flush()
+    assert capture_server.event_count == 400
+    client.shutdown()
+
+
+def test_exit_timeout_error_type_is_exported():
+    assert issubclass(ExitTimeout, Exception) and issubclass(QueueFull, Exception)
