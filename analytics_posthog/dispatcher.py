@@ -1,19 +1,26 @@
-"""Moves delivery off the caller's thread.
+"""Moves delivery off the caller's thread, and out of the app's busy moments.
 
-A call only builds its Segment message; mapping and both legs' work happen on
-one background thread. Each message carries a copy of the caller's
-contextvars, so posthog's own contexts and the web hooks' request context
-apply to it even though it is delivered later.
+A call only builds its Segment message and appends it here; mapping and both
+legs' work happen on one background thread. Because that thread competes
+with the app's request threads for the interpreter lock, it stays out of the
+way while calls keep arriving: it works once the app has been quiet for
+QUIET seconds (between requests), yields the interpreter between messages,
+and only works through busy periods when the backlog passes BACKLOG. It is
+never woken by a call, only by its own timer, ``flush()`` and ``stop()``,
+so a call never hands the interpreter to it.
+
+Each message carries a copy of the caller's contextvars, so posthog's own
+contexts and the web hooks' request context apply to it when it is delivered.
 """
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import logging
-import queue
 import threading
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Deque, List, Optional, Tuple
 
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.message import Message
@@ -21,6 +28,15 @@ from analytics_posthog.message import Message
 log = logging.getLogger("analytics_posthog")
 
 Item = Tuple[Message, contextvars.Context]
+
+#: The app counts as idle once no call has arrived for this long.
+QUIET = 0.002
+#: How often the worker looks again while messages wait for a quiet moment.
+BUSY_POLL = 0.001
+#: How often an idle worker looks for messages (the delivery latency floor).
+IDLE_POLL = 0.05
+#: Past this many waiting messages, deliver even while the app is busy.
+BACKLOG = 1000
 
 
 class Dispatcher:
@@ -32,68 +48,79 @@ class Dispatcher:
 
     def _reset(self) -> None:
         """Start empty: in a forked child the parent's queue is the parent's to deliver."""
-        self._queue: "queue.Queue[Optional[Item]]" = queue.Queue(self._max_queue_size)
+        self._items: Deque[Item] = collections.deque()
+        self._last_put = 0.0
         self._thread: Optional[threading.Thread] = None
-        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._urgent = 0
+        self._delivering = False
+        self._stopping = False
 
     @property
     def pending(self) -> int:
-        return self._queue.unfinished_tasks
+        return len(self._items) + self._delivering
 
     def put(self, msg: Message) -> bool:
-        """Queue ``msg`` without blocking; ``False`` when the queue is full."""
+        """Queue ``msg`` without blocking or waking anything; ``False`` when full."""
+        if len(self._items) >= self._max_queue_size:
+            return False
+        self._items.append((msg, contextvars.copy_context()))
+        self._last_put = time.monotonic()
         if self._thread is None:
             self._start()
-        try:
-            self._queue.put_nowait((msg, contextvars.copy_context()))
-        except queue.Full:
-            return False
         return True
 
     def _start(self) -> None:
-        with self._lock:
+        with self._start_lock:
             if self._thread is None:
                 thread = threading.Thread(target=self._run, name="analytics-posthog-dispatcher", daemon=True)
                 thread.start()
                 self._thread = thread
 
     def _run(self) -> None:
-        pending = self._queue
-        while True:
-            item = pending.get()
-            try:
-                if item is None:
-                    return
-                msg, context = item
-                context.run(self._deliver, msg)
-            except Exception:
-                log.exception("analytics_posthog: delivery failed unexpectedly")
-            finally:
-                pending.task_done()
+        items = self._items
+        while not (self._stopping and not items):
+            self._wake.wait(BUSY_POLL if items else IDLE_POLL)
+            self._wake.clear()
+            while items:
+                if not self._urgent and len(items) < BACKLOG and time.monotonic() - self._last_put < QUIET:
+                    break
+                self._delivering = True
+                msg, context = items.popleft()
+                try:
+                    context.run(self._deliver, msg)
+                except Exception:
+                    log.exception("analytics_posthog: delivery failed unexpectedly")
+                finally:
+                    self._delivering = False
+                time.sleep(0)
+            if not items:
+                with self._done:
+                    self._done.notify_all()
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Wait until every queued message has been handed to the legs."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pending = self._queue
-        with pending.all_tasks_done:
-            while pending.unfinished_tasks:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                pending.all_tasks_done.wait(remaining)
-        return True
+        """Deliver now, whatever the app is doing; wait until every queued
+        message has been handed to the legs."""
+        with self._done:
+            self._urgent += 1
+        self._wake.set()
+        try:
+            with self._done:
+                return self._done.wait_for(lambda: not self.pending or self._thread is None, timeout)
+        finally:
+            with self._done:
+                self._urgent -= 1
 
     def discard(self) -> List[Message]:
         """Take back what was never handed over, so it can be counted and reported."""
         left: List[Message] = []
         while True:
             try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+                left.append(self._items.popleft()[0])
+            except IndexError:
                 return left
-            self._queue.task_done()
-            if item is not None:
-                left.append(item[0])
 
     def stop(self, timeout: Optional[float] = None) -> None:
         """Hand over what is queued, then end the thread."""
@@ -101,9 +128,8 @@ class Dispatcher:
         if thread is None:
             return
         self.flush(timeout)
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            return
+        self._stopping = True
+        self._wake.set()
         thread.join(timeout)
         self._thread = None
+        self._stopping = False
