@@ -21,6 +21,7 @@ from analytics_posthog.config import NO_KEY_MESSAGE, POSTHOG_MISSING_MESSAGE, re
 from analytics_posthog.dispatcher import Dispatcher
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.message import Message
+from analytics_posthog.request_context import current as current_request
 
 Leg = Union[posthog_leg.PostHogLeg, segment_leg.SegmentLeg]
 OnError = Callable[[Exception, Any], None]
@@ -166,6 +167,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(message.identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id))
 
     def track(
@@ -179,6 +182,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(
             message.track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -192,6 +197,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            context = request.merge(context)
         return self._enqueue(message.alias(previous_id, user_id, context, timestamp, integrations, message_id))
 
     def group(
@@ -205,6 +212,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(
             message.group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -221,6 +230,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(
             message.page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -237,6 +248,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(
             message.screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
         )
