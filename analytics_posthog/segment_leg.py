@@ -66,7 +66,9 @@ class SegmentLeg:
                 queue.all_tasks_done.wait(remaining)
 
     def join(self) -> None:
-        self.client.join()
+        # Segment's join() iterates its consumers, which a sync_mode client has none of (None).
+        if self.client.consumers is not None:
+            self.client.join()
 
 
 def build_client(
