@@ -109,14 +109,15 @@ def test_concurrent_requests_keep_their_own_context_and_context_ends_with_the_re
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
             await asyncio.gather(*(http.get("/event/" + name, headers={"X-POSTHOG-DISTINCT-ID": "anon-" + name}) for name in "AB"))
-            # ASGITransport runs the app in this very task: the context must be gone again.
+            # Awaited directly, ASGITransport runs the app in this very task: its context must be gone after.
+            await http.get("/event/Sequential", headers={"X-POSTHOG-DISTINCT-ID": "anon-S"})
             analytics.track("u1", "After")
 
     asyncio.run(go())
-    events, messages = legs.wait(3)
-    for name in "AB":
+    events, messages = legs.wait(4)
+    for name in ("A", "B", "Sequential"):
         assert events[name]["$current_url"] == "http://api.test/event/" + name
-        assert messages[name]["anonymousId"] == "anon-" + name
+        assert messages[name]["anonymousId"] == "anon-" + name[0]
     assert "$current_url" not in events["After"] and set(messages["After"]["context"]) == {"library"}
 
 
