@@ -24,6 +24,7 @@ from analytics_posthog.errors import DeliveryError, ExitTimeout, QueueFull
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.message import Message
+from analytics_posthog.request_context import current as current_request
 from analytics_posthog.stats import DeliveryStats
 
 Leg = Union[posthog_leg.PostHogLeg, segment_leg.SegmentLeg]
@@ -169,6 +170,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(message.identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id))
 
     def track(
@@ -182,6 +185,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(
             message.track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -195,6 +200,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            context = request.merge(context)
         return self._enqueue(message.alias(previous_id, user_id, context, timestamp, integrations, message_id))
 
     def group(
@@ -208,6 +215,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(
             message.group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -224,6 +233,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(
             message.page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -240,6 +251,8 @@ class Client(object):
         integrations: Optional[dict] = None,
         message_id: Any = None,
     ) -> Result:
+        if (request := current_request()) is not None:
+            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
         return self._enqueue(
             message.screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
         )

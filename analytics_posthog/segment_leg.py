@@ -85,7 +85,9 @@ class SegmentLeg:
                 queue.all_tasks_done.wait(remaining)
 
     def join(self) -> None:
-        self.client.join()
+        # Segment's join() iterates its consumers, which a sync_mode client has none of (None).
+        if self.client.consumers is not None:
+            self.client.join()
 
     def abandon(self) -> List[Message]:
         """At exit, past the deadline: stop the consumers and take back what is left."""

@@ -219,3 +219,10 @@ def test_contextvars_of_the_caller_reach_posthog(capture_server):
     assert events["Tagged"]["tenant"] == "t-42"
     assert "tenant" not in events["Untagged"]
     client.shutdown()
+
+
+def test_sync_mode_dual_write_client_shuts_down(capture_server, segment_server):
+    client = Client("wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url, sync_mode=True)
+    client.track("u1", "e")
+    client.shutdown()
+    assert segment_server.segment_count == 1

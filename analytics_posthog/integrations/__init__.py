@@ -1,1 +1,125 @@
-"""Web framework hooks, one module per framework, each imported only when used."""
+"""Web framework hooks, one module per framework, each imported only when used.
+
+What the three share lives here (framework-free): the hook settings, how
+they configure the module settings, and what happens when a response is done
+(the optional automatic page call and flush).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Tuple, Union
+
+import analytics_posthog
+from analytics_posthog import request_context
+from analytics_posthog.request_context import RequestContext, Trust
+
+log = logging.getLogger("analytics_posthog")
+
+#: Setting name (Django ``ANALYTICS_POSTHOG`` key, Flask ``ANALYTICS_POSTHOG_<name>``) -> module setting.
+MODULE_SETTINGS = {
+    "API_KEY": "posthog_api_key",
+    "HOST": "posthog_host",
+    "WRITE_KEY": "write_key",
+    "SEGMENT_HOST": "host",
+    "GROUP_TYPE": "group_type",
+}
+
+#: Paths that never get an automatic page call: static files and health checks
+#: are not pages anyone visits.
+DEFAULT_PAGE_SKIP: Tuple[Union[str, "re.Pattern[str]"], ...] = (
+    "/static/",
+    "/media/",
+    "/favicon.ico",
+    "/robots.txt",
+    "/health",
+    "/ready",
+    "/live",
+    "/ping",
+)
+
+PageSkip = Tuple[Union[str, "re.Pattern[str]"], ...]
+
+
+@dataclass(frozen=True)
+class HookOptions:
+    """How a hook treats requests; everything that sends more than the calls the app makes is off by default."""
+
+    #: See ``request_context.parse_trust``.
+    trusted_proxies: Trust = 0
+    #: Take the user id of calls that name nobody from the framework's authenticated
+    #: user (``True``), or from this callable (Flask); off: no personal data unasked.
+    capture_user_id: Union[bool, Callable[[], Any]] = False
+    #: One Segment ``page`` call per successful HTML response.
+    page_calls: bool = False
+    #: Path prefixes (str) or patterns (matched at the start) that get no page call.
+    page_skip: PageSkip = DEFAULT_PAGE_SKIP
+    #: Deliver what the request queued before the response is returned, for
+    #: serverless platforms that freeze the process afterwards.
+    flush_per_request: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], source: str) -> "HookOptions":
+        """Read the hook settings (upper-case names) and apply the module settings among them.
+
+        Unknown names raise, so a misspelt ``TRUSTED_PROXIES`` does not silently
+        leave spoofable headers ignored (or trusted).
+        """
+        known = set(MODULE_SETTINGS) | {"TRUSTED_PROXIES", "CAPTURE_USER_ID", "PAGE_CALLS", "PAGE_SKIP", "FLUSH_PER_REQUEST"}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError("%s: unknown setting(s) %s; known: %s" % (source, ", ".join(unknown), ", ".join(sorted(known))))
+        configure_module({MODULE_SETTINGS[name]: value for name, value in settings.items() if name in MODULE_SETTINGS})
+        return cls(
+            trusted_proxies=request_context.parse_trust(settings.get("TRUSTED_PROXIES")),
+            capture_user_id=settings.get("CAPTURE_USER_ID", False),
+            page_calls=bool(settings.get("PAGE_CALLS", False)),
+            page_skip=tuple(settings.get("PAGE_SKIP", DEFAULT_PAGE_SKIP)),
+            flush_per_request=bool(settings.get("FLUSH_PER_REQUEST", False)),
+        )
+
+    def wants_page_call(self, status: int, content_type: Optional[str], path: str) -> bool:
+        if not self.page_calls or not 200 <= status < 300:
+            return False
+        if not (content_type or "").lower().startswith("text/html"):
+            return False
+        return not any(path.startswith(skip) if isinstance(skip, str) else skip.match(path) for skip in self.page_skip)
+
+
+def configure_module(settings: Mapping[str, Any]) -> None:
+    """Set ``analytics_posthog``'s module settings, as app start-up code would."""
+    client = analytics_posthog.default_client
+    for name, value in settings.items():
+        if client is not None and getattr(analytics_posthog, name) != value:
+            log.warning(
+                "analytics_posthog: %s changed after the default client was created; it applies from the next default client",
+                name,
+            )
+        setattr(analytics_posthog, name, value)
+
+
+def response_done(options: HookOptions, request: RequestContext, status: int, content_type: Optional[str]) -> None:
+    """The automatic page call, made while the request's context is still active.
+
+    A request that names nobody (no authenticated user opted in, no posthog-js
+    distinct id) gets no page call: a made-up anonymous id per request would
+    count every page view as a new visitor.
+    """
+    path = request.context.get("page", {}).get("path", "")
+    if not options.wants_page_call(status, content_type, path):
+        return
+    if not (request.user_id or request.anonymous_id):
+        log.debug("analytics_posthog: no page call for %s: the request names no user", path)
+        return
+    try:
+        analytics_posthog.page(properties=dict(request.context["page"]))
+    except Exception:
+        log.exception("analytics_posthog: the automatic page call failed")
+
+
+def flush() -> None:
+    """Deliver what the default client queued; a process that made no call has nothing to flush."""
+    if analytics_posthog.default_client is not None:
+        analytics_posthog.default_client.flush()

@@ -1,0 +1,77 @@
+"""Flask hook: ``Analytics(app)`` or ``Analytics().init_app(app)``.
+
+Settings come from ``app.config`` keys ``ANALYTICS_POSTHOG_<NAME>`` (the
+names in ``analytics_posthog.integrations.HookOptions.from_settings``).
+``ANALYTICS_POSTHOG_CAPTURE_USER_ID`` is ``True`` for flask_login's
+``current_user`` or a callable returning the user id (or ``None``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from flask import Flask, Response, current_app, g, request
+
+from analytics_posthog import integrations, request_context
+from analytics_posthog.integrations import HookOptions
+
+PREFIX = "ANALYTICS_POSTHOG_"
+EXTENSION = "analytics_posthog"
+
+
+class Analytics:
+    def __init__(self, app: Optional[Flask] = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        settings = {key[len(PREFIX) :]: value for key, value in app.config.items() if key.startswith(PREFIX)}
+        app.extensions[EXTENSION] = HookOptions.from_settings(settings, "app.config " + PREFIX + "*")
+        app.before_request(_start)
+        app.after_request(_response)
+        app.teardown_request(_end)
+
+
+def _options() -> HookOptions:
+    return current_app.extensions[EXTENSION]
+
+
+def _start() -> None:
+    options = _options()
+    context = request_context.build(
+        peer=request.remote_addr,
+        header=request.headers.get,
+        url=request.url,
+        path=request.script_root + request.path,
+        query=request.query_string.decode("latin-1"),
+        trust=options.trusted_proxies,
+        user_id=_user_id(options),
+    )
+    g._analytics_posthog = (context, request_context.activate(context))
+
+
+def _response(response: Response) -> Response:
+    started = g.get("_analytics_posthog")
+    if started is not None:
+        integrations.response_done(_options(), started[0], response.status_code, response.content_type)
+    return response
+
+
+def _end(error: Optional[BaseException]) -> None:
+    started = g.pop("_analytics_posthog", None)
+    if started is None:
+        return
+    request_context.reset(started[1])
+    if _options().flush_per_request:
+        integrations.flush()
+
+
+def _user_id(options: HookOptions) -> Any:
+    capture = options.capture_user_id
+    if callable(capture):
+        return capture()
+    if not capture:
+        return None
+    from flask_login import current_user  # the documented source when no callable is given
+
+    return current_user.get_id() if current_user.is_authenticated else None

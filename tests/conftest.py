@@ -1,0 +1,60 @@
+"""Shared fixtures for the web framework hook tests."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, Tuple
+
+import pytest
+
+import analytics_posthog
+from analytics_posthog.testing import CaptureServer
+
+MODULE_SETTINGS = ("posthog_api_key", "posthog_host", "write_key", "host", "group_type", "sync_mode")
+
+
+class Legs:
+    """Both loopback endpoints, and the hook settings that point the module's default client at them."""
+
+    def __init__(self, posthog: CaptureServer, segment: CaptureServer) -> None:
+        self.posthog = posthog
+        self.segment = segment
+        self.settings = {"API_KEY": "phc_test", "HOST": posthog.url, "WRITE_KEY": "seg_key", "SEGMENT_HOST": segment.url}
+
+    def wait(self, n: int) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Dict[str, Any]]]:
+        """Flush the default client; the n PostHog events and n Segment messages, each by event name."""
+        analytics_posthog.flush()
+        events = {e["event"]: e["properties"] for e in self.posthog.wait_for_events(n)}
+        messages = {m.get("event") or m["type"]: m for m in self.segment.wait_for_segment(n)}
+        assert len(events) == len(messages) == n
+        return events, messages
+
+    @staticmethod
+    def assert_request(event: Dict[str, Any], message: Dict[str, Any], ip: str, url: str, **page: str) -> None:
+        """The request's context reached PostHog (as properties) and Segment (as context)."""
+        context = message["context"]
+        assert (event["$ip"], context["ip"]) == (ip, ip)
+        assert event["$current_url"] == context["page"]["url"] == url
+        assert event["$pathname"] == context["page"]["path"]
+        for key, value in page.items():
+            assert context["page"][key] == value
+        if "referrer" in page:
+            assert event["$referrer"] == page["referrer"]
+
+
+@pytest.fixture
+def legs(capture_server: CaptureServer) -> Iterator[Legs]:
+    """The hooks configure module settings and the default client: undone after the test.
+
+    Calls are delivered in sync mode (a queued flush waits out Segment's upload
+    interval); tests about queued delivery set ``analytics_posthog.sync_mode = False``.
+    """
+    saved = {name: getattr(analytics_posthog, name) for name in MODULE_SETTINGS}
+    analytics_posthog.default_client = None
+    analytics_posthog.sync_mode = True
+    with CaptureServer() as segment:
+        yield Legs(capture_server, segment)
+        if analytics_posthog.default_client is not None:
+            analytics_posthog.default_client.shutdown()
+    analytics_posthog.default_client = None
+    for name, value in saved.items():
+        setattr(analytics_posthog, name, value)

@@ -1,0 +1,149 @@
+"""The ASGI hook on FastAPI/Starlette, through httpx's ASGITransport (and Starlette's TestClient), checked on both legs' wire."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.testclient import TestClient
+
+import analytics_posthog as analytics
+from analytics_posthog.integrations import configure_module
+from analytics_posthog.integrations.asgi import AnalyticsMiddleware
+
+BROWSER = {
+    "User-Agent": "Mozilla/5.0 (X11) Chrome/125.0",
+    "Referer": "https://shop.example.com/",
+    "Accept-Language": "de-DE,de;q=0.9",
+    "X-POSTHOG-SESSION-ID": "sess-9",
+    "X-POSTHOG-DISTINCT-ID": "anon-9",
+}
+
+
+class HeaderAuth(AuthenticationBackend):
+    async def authenticate(self, conn):
+        user = conn.headers.get("X-Test-User")
+        return (AuthCredentials(["authenticated"]), SimpleUser(user)) if user else None
+
+
+def make_app(legs, **options):
+    configure_module({"posthog_api_key": "phc_test", "posthog_host": legs.posthog.url, "write_key": "seg_key", "host": legs.segment.url})
+    app = FastAPI()
+    app.add_middleware(AnalyticsMiddleware, **options)
+    app.add_middleware(AuthenticationMiddleware, backend=HeaderAuth())  # added last: outermost, runs first
+    app.state.gate = None
+
+    @app.get("/checkout", response_class=HTMLResponse)
+    async def checkout():
+        analytics.track(event="Checkout Viewed")
+        analytics.track("u1", "Explicit", context={"page": {"url": "https://other.example.com/x"}})
+        return "<html>checkout</html>"
+
+    @app.get("/event/{name}")
+    async def event(name: str):
+        if app.state.gate is not None:
+            await app.state.gate(name)
+        analytics.track(event=name)
+        return {"ok": True}
+
+    @app.get("/sync/{name}")
+    def sync_endpoint(name: str):  # runs in a worker thread
+        analytics.track(event=name)
+        return {"ok": True}
+
+    return app
+
+
+def request(app, path, headers=None, client=("127.0.0.1", 5000)):
+    async def go():
+        transport = httpx.ASGITransport(app=app, client=client)
+        async with httpx.AsyncClient(transport=transport, base_url="https://shop.example.com") as http:
+            return await http.get(path, headers=headers)
+
+    return asyncio.run(go())
+
+
+def test_request_context_reaches_both_legs_and_spoofed_forwarded_for_loses(legs):
+    app = make_app(legs)
+    response = request(app, "/checkout?utm_source=mail", {**BROWSER, "X-Forwarded-For": "6.6.6.6"})
+    assert response.status_code == 200
+    events, messages = legs.wait(2)
+    viewed, message = events["Checkout Viewed"], messages["Checkout Viewed"]
+    legs.assert_request(viewed, message, "127.0.0.1", "https://shop.example.com/checkout?utm_source=mail", path="/checkout", search="?utm_source=mail", referrer="https://shop.example.com/")
+    assert viewed["$raw_user_agent"] == message["context"]["userAgent"] == BROWSER["User-Agent"]
+    assert viewed["$session_id"] == message["context"]["sessionId"] == "sess-9"
+    assert viewed["$locale"] == "de-DE"
+    assert message["anonymousId"] == "anon-9" and message["userId"] is None
+    explicit = messages["Explicit"]
+    assert explicit["context"]["page"]["url"] == events["Explicit"]["$current_url"] == "https://other.example.com/x"
+    assert explicit["context"]["page"]["path"] == "/checkout"
+
+
+@pytest.mark.parametrize("trusted", [1, ["127.0.0.0/8"]])
+def test_forwarded_for_wins_behind_a_trusted_proxy(legs, trusted):
+    app = make_app(legs, trusted_proxies=trusted)
+    request(app, "/event/Proxied", {"X-Forwarded-For": "203.0.113.7", "X-POSTHOG-DISTINCT-ID": "a"})
+    events, messages = legs.wait(1)
+    assert events["Proxied"]["$ip"] == messages["Proxied"]["context"]["ip"] == "203.0.113.7"
+
+
+def test_concurrent_requests_keep_their_own_context_and_context_ends_with_the_request(legs):
+    analytics.sync_mode = False  # queued during the request, delivered after it
+    app = make_app(legs)
+    arrived, both_inside = [], asyncio.Event()
+
+    async def gate(name):
+        arrived.append(name)
+        if len(arrived) == 2:
+            both_inside.set()
+        await asyncio.wait_for(both_inside.wait(), 5)
+
+    app.state.gate = gate
+
+    async def go():
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
+            await asyncio.gather(*(http.get("/event/" + name, headers={"X-POSTHOG-DISTINCT-ID": "anon-" + name}) for name in "AB"))
+            # Awaited directly, ASGITransport runs the app in this very task: its context must be gone after.
+            await http.get("/event/Sequential", headers={"X-POSTHOG-DISTINCT-ID": "anon-S"})
+            analytics.track("u1", "After")
+
+    asyncio.run(go())
+    events, messages = legs.wait(4)
+    for name in ("A", "B", "Sequential"):
+        assert events[name]["$current_url"] == "http://api.test/event/" + name
+        assert messages[name]["anonymousId"] == "anon-" + name[0]
+    assert "$current_url" not in events["After"] and set(messages["After"]["context"]) == {"library"}
+
+
+def test_sync_endpoint_in_a_thread_gets_the_context(legs):
+    with TestClient(make_app(legs)) as client:
+        client.get("/sync/Threaded", headers=BROWSER)
+    events, messages = legs.wait(1)
+    assert events["Threaded"]["$session_id"] == messages["Threaded"]["context"]["sessionId"] == "sess-9"
+    assert events["Threaded"]["$current_url"] == "http://testserver/sync/Threaded"
+
+
+def test_user_id_from_starlette_authentication_only_when_opted_in(legs):
+    request(make_app(legs), "/event/NotOpted", {"X-Test-User": "ann", **BROWSER})
+    request(make_app(legs, capture_user_id=True), "/event/Opted", {"X-Test-User": "ann", **BROWSER})
+    events, messages = legs.wait(2)
+    assert (messages["NotOpted"]["userId"], messages["NotOpted"]["anonymousId"]) == (None, "anon-9")
+    assert (messages["Opted"]["userId"], messages["Opted"]["anonymousId"]) == ("ann", None)
+
+
+def test_automatic_page_calls_and_flush_per_request(legs):
+    analytics.sync_mode = False
+    app = make_app(legs, page_calls=True, flush_per_request=True)
+    request(app, "/checkout", BROWSER)
+    request(app, "/event/Json", BROWSER)
+    request(app, "/healthz", BROWSER)
+    assert legs.posthog.event_count == 4 and legs.segment.segment_count == 4
+    pages = [m for m in legs.segment.segment_messages if m["type"] == "page"]
+    assert [p["context"]["page"]["path"] for p in pages] == ["/checkout"]
+    assert pages[0]["anonymousId"] == "anon-9"
