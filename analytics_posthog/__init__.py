@@ -3,6 +3,7 @@
 ``import analytics_posthog as analytics`` in place of
 ``import segment.analytics as analytics``: the settings and functions below
 are Segment's, plus the PostHog ones at the end of the settings.
+``install_as_segment()`` makes the Segment import names resolve here instead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from typing import Any, Optional
 
 from analytics_posthog.client import Client
+from analytics_posthog.takeover import install_as_segment
 from analytics_posthog.version import VERSION
 
 __version__ = VERSION
