@@ -1,0 +1,188 @@
+"""``analytics-posthog doctor``: is this machine configured to deliver, and if not, why.
+
+Reads keys exactly as the library does (``config.resolve_keys``), so what it
+says is what ``Client()`` would do; it checks each host answers over HTTP
+and, with ``--send``, delivers one test event per leg through the library's
+own legs (posthog's and Segment's clients), so a rejected key shows up with
+the status the service gave.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, List, Optional, TextIO
+from urllib.parse import urlsplit
+
+from analytics_posthog import message, posthog_leg, segment_leg
+from analytics_posthog.config import (
+    DEFAULT_POSTHOG_HOST,
+    POSTHOG_HOST_VARIABLE,
+    POSTHOG_KEY_PREFIX,
+    POSTHOG_KEY_VARIABLES,
+    SEGMENT_KEY_VARIABLE,
+    resolve_keys,
+)
+from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
+
+SEGMENT_DEFAULT_HOST = "https://api.segment.io"
+TEST_EVENT = "analytics_posthog doctor test"
+TEST_USER = "analytics_posthog doctor"
+
+
+@dataclass
+class Leg:
+    name: str
+    key: str
+    key_source: str
+    host: str
+    host_source: str
+
+
+def mask(key: str) -> str:
+    """Enough of a key to recognise it (first 4, last 2), never enough to use it."""
+    if len(key) <= 8:
+        return "*" * len(key)
+    return "%s…%s" % (key[:4], key[-2:])
+
+
+def run(
+    posthog_api_key: Optional[str] = None,
+    posthog_host: Optional[str] = None,
+    write_key: Optional[str] = None,
+    host: Optional[str] = None,
+    send: bool = False,
+    timeout: float = 5.0,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print the diagnosis; 0 when every configured leg works, 1 otherwise."""
+    environ = os.environ
+    keys = resolve_keys(write_key, posthog_api_key, posthog_host, environ)
+    legs: List[Leg] = []
+    problems = 0
+
+    if keys.posthog_api_key:
+        leg = Leg(
+            "PostHog",
+            keys.posthog_api_key,
+            _posthog_key_source(keys.posthog_api_key, posthog_api_key, write_key, environ),
+            keys.posthog_host,
+            "--posthog-host" if posthog_host else POSTHOG_HOST_VARIABLE if environ.get(POSTHOG_HOST_VARIABLE) else "default",
+        )
+        legs.append(leg)
+        out.write("PostHog: on (key %s from %s), host %s (%s)\n" % (mask(leg.key), leg.key_source, leg.host, leg.host_source))
+    else:
+        out.write("PostHog: off (no %s, and no --posthog-api-key)\n" % " / ".join(POSTHOG_KEY_VARIABLES))
+    if keys.segment_write_key:
+        segment_host = host or SEGMENT_DEFAULT_HOST
+        leg = Leg(
+            "Segment",
+            keys.segment_write_key,
+            "--write-key" if write_key else SEGMENT_KEY_VARIABLE,
+            segment_host,
+            "--host" if host else "default",
+        )
+        legs.append(leg)
+        out.write("Segment: on, dual-write (write key %s from %s), host %s (%s)\n" % (mask(leg.key), leg.key_source, leg.host, leg.host_source))
+    elif (write_key or environ.get(SEGMENT_KEY_VARIABLE) or "").startswith(POSTHOG_KEY_PREFIX):
+        out.write("Segment: off (the write key starts with %s, so it is a PostHog project key, used for PostHog)\n" % POSTHOG_KEY_PREFIX)
+    else:
+        out.write("Segment: off (no %s, and no --write-key)\n" % SEGMENT_KEY_VARIABLE)
+
+    if not legs:
+        out.write(
+            "FIX: nothing would be sent. Set POSTHOG_API_KEY to your PostHog project key (phc_..., in "
+            "Project settings), and SEGMENT_WRITE_KEY too while you dual-write.\n"
+        )
+        return 1
+    if keys.posthog_api_key and keys.posthog_host == DEFAULT_POSTHOG_HOST and not posthog_host and not environ.get(POSTHOG_HOST_VARIABLE):
+        out.write("note: PostHog host is the US cloud; an EU project needs POSTHOG_HOST=https://eu.i.posthog.com\n")
+
+    for leg in legs:
+        error = reachable(leg.host, timeout)
+        if error:
+            problems += 1
+            out.write("%s host %s: unreachable: %s\nFIX: check the host setting and this machine's network/proxy.\n" % (leg.name, leg.host, error))
+            continue
+        out.write("%s host %s: reachable\n" % (leg.name, leg.host))
+        if send:
+            verdict = send_test_event(leg, timeout)
+            if verdict is None:
+                out.write("%s: test event %r accepted\n" % (leg.name, TEST_EVENT))
+            else:
+                problems += 1
+                out.write("%s: test event NOT accepted: %s\n" % (leg.name, verdict))
+    if not send:
+        out.write("(add --send to deliver one test event per leg and check the keys are accepted)\n")
+    out.write("OK: everything configured works.\n" if not problems else "%d problem(s) found.\n" % problems)
+    return 0 if not problems else 1
+
+
+def _posthog_key_source(key: str, argument: Optional[str], write_key: Optional[str], environ: Any) -> str:
+    if argument:
+        return "--posthog-api-key"
+    if key == (write_key or environ.get(SEGMENT_KEY_VARIABLE)):
+        return ("--write-key" if write_key else SEGMENT_KEY_VARIABLE) + ", a %s key counts as PostHog's" % POSTHOG_KEY_PREFIX
+    return next(name for name in POSTHOG_KEY_VARIABLES if environ.get(name) == key)
+
+
+def reachable(url: str, timeout: float) -> Optional[str]:
+    """``None`` when the host answers HTTP at all (any status); else what went wrong, in words."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http(s) URL: %r" % url
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except urllib.error.URLError as error:
+        reason = error.reason
+    except OSError as error:
+        reason = error
+    if isinstance(reason, socket.gaierror):
+        return "the name %s does not resolve (DNS): check for a typo" % parts.hostname
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused on %s port %s: nothing listens there" % (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return "no answer within %gs (firewall or proxy?)" % timeout
+    if isinstance(reason, ssl.SSLError):
+        return "TLS failed (%s)" % reason
+    return str(reason)
+
+
+def send_test_event(leg: Leg, timeout: float) -> Optional[str]:
+    """Deliver one event through the library's leg, without retries; ``None``
+    when accepted, else the service's refusal and what to do about it."""
+    errors: List[Exception] = []
+
+    def on_error(error: Exception, batch: Any) -> None:
+        errors.append(error)
+
+    msg = message.track(TEST_USER, TEST_EVENT, {"source": "analytics-posthog doctor"})
+    settings = dict(debug=False, max_queue_size=10, send=True, gzip=False, max_retries=0, sync_mode=False, timeout=timeout, thread=1, upload_size=1, upload_interval=0.1)
+    delivery: Any
+    if leg.name == "PostHog":
+        delivery = posthog_leg.PostHogLeg(posthog_leg.build_client(leg.key, leg.host, on_error=on_error, **settings), DEFAULT_GROUP_TYPE)
+    else:
+        delivery = segment_leg.SegmentLeg(segment_leg.build_client(leg.key, on_error, host=leg.host, **settings))
+    delivery.send(msg)
+    delivery.flush(timeout * 2)
+    delivery.join()
+    if not errors:
+        return None
+    status = getattr(errors[0], "status", None)
+    if isinstance(status, int) and status in (401, 403):
+        return "the key was refused (HTTP %d). FIX: copy the %s again from %s." % (
+            status,
+            "project API key (phc_...)" if leg.name == "PostHog" else "write key",
+            "PostHog's Project settings" if leg.name == "PostHog" else "the Segment source's settings",
+        )
+    if isinstance(status, int) and 400 <= status < 500:
+        return "the service answered HTTP %d (%s). FIX: check the key and host." % (status, errors[0])
+    return "%s. FIX: check the host and try again." % (errors[0],)
