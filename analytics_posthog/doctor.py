@@ -170,7 +170,7 @@ def send_test_event(leg: Leg, timeout: float) -> Optional[str]:
     if leg.name == "PostHog":
         delivery = posthog_leg.PostHogLeg(posthog_leg.build_client(leg.key, leg.host, on_error=on_error, **settings), DEFAULT_GROUP_TYPE)
     else:
-        delivery = segment_leg.SegmentLeg(segment_leg.build_client(leg.key, on_error, host=leg.host, **settings))
+        delivery = segment_leg.SegmentLeg(lambda: segment_leg.SegmentClient(leg.key, on_error=on_error, host=leg.host, **settings))
     delivery.send(msg)
     delivery.flush(timeout * 2)
     delivery.join()
