@@ -4,8 +4,10 @@ A call only builds its Segment message and appends it here; mapping and both
 legs' work happen on one background thread. Because that thread competes
 with the app's request threads for the interpreter lock, it stays out of the
 way while calls keep arriving: it works once the app has been quiet for
-QUIET seconds (between requests), yields the interpreter between messages,
-and only works through busy periods when the backlog passes BACKLOG. It is
+QUIET seconds (between requests), yields the interpreter between messages
+so a request that starts meanwhile waits for one message at most, and only
+works through busy periods, flat out, when the backlog passes BACKLOG or
+``flush()`` asks for it. It is
 never woken by a call, only by its own timer, ``flush()`` and ``stop()``,
 so a call never hands the interpreter to it.
 
@@ -85,7 +87,8 @@ class Dispatcher:
             self._wake.wait(BUSY_POLL if items else IDLE_POLL)
             self._wake.clear()
             while items:
-                if not self._urgent and len(items) < BACKLOG and time.monotonic() - self._last_put < QUIET:
+                pressed = self._urgent or len(items) >= BACKLOG
+                if not pressed and time.monotonic() - self._last_put < QUIET:
                     break
                 self._delivering = True
                 msg, context = items.popleft()
@@ -95,7 +98,8 @@ class Dispatcher:
                     log.exception("analytics_posthog: delivery failed unexpectedly")
                 finally:
                     self._delivering = False
-                time.sleep(0)
+                if not pressed:
+                    time.sleep(0)
             if not items:
                 with self._done:
                     self._done.notify_all()

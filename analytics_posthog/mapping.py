@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 DEFAULT_GROUP_TYPE = "segment_group"
@@ -64,6 +64,12 @@ CONTEXT_PROPERTIES: Tuple[Tuple[Tuple[str, ...], str], ...] = (
     (("sessionId",), "$session_id"),
     (("session_id",), "$session_id"),
 )
+
+#: CONTEXT_PROPERTIES by top-level context key, so mapping a context costs
+#: what the context holds rather than the length of the table.
+_CONTEXT_INDEX: Dict[str, List[Tuple[Tuple[str, ...], str]]] = {}
+for _path, _name in CONTEXT_PROPERTIES:
+    _CONTEXT_INDEX.setdefault(_path[0], []).append((_path[1:], _name))
 
 #: Context keys that are not also kept whole as ``segment_<key>`` (Segment's
 #: destination maps campaign to utm_* only).
@@ -169,10 +175,11 @@ def to_posthog(msg: Mapping[str, Any], group_type: str = DEFAULT_GROUP_TYPE) -> 
 def context_properties(context: Mapping[str, Any], type_: str, group_type: str) -> Dict[str, Any]:
     """PostHog properties derived from a Segment ``context``."""
     properties: Dict[str, Any] = {}
-    for path, name in CONTEXT_PROPERTIES:
-        value = _lookup(context, path)
-        if value is not None:
-            properties[name] = value
+    for key, value in context.items():
+        for rest, name in _CONTEXT_INDEX.get(key, ()):
+            found = _lookup(value, rest)
+            if found is not None:
+                properties[name] = found
     group_id = context.get("groupId")
     if group_id is not None:
         properties["$groups"] = {group_type: group_id}
@@ -204,10 +211,11 @@ def _put_given(properties: Dict[str, Any], name: str, value: Any) -> None:
         properties[name] = value
 
 
-def _lookup(context: Mapping[str, Any], path: Tuple[str, ...]) -> Any:
-    value: Any = context
+def _lookup(value: Any, path: Tuple[str, ...]) -> Any:
+    """Segment's ``clean`` turns every mapping into a plain ``dict``, so an
+    exact type check is enough (and far cheaper than an ABC check)."""
     for key in path:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict:
             return None
         value = value.get(key)
     return value

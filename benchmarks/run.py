@@ -1,0 +1,556 @@
+"""Benchmark analytics-posthog against segment-analytics-python and posthog.
+
+    .venv/bin/python benchmarks/run.py            # full run (~3-4 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py --quick    # shorter run, same tables
+
+Prints markdown tables (progress goes to stderr) and writes them to
+benchmarks/results.md. See benchmarks/README.md for what each scenario means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import _contenders  # noqa: E402
+from _contenders import CONTENDERS, PAYLOADS, Contender, call_with_timeout  # noqa: E402
+from _server import ServerProcess, scrub_environment  # noqa: E402
+
+perf = time.perf_counter
+T0 = perf()
+
+
+def progress(text: str) -> None:
+    print("[%6.1fs] %s" % (perf() - T0, text), file=sys.stderr, flush=True)
+
+
+# -- settings ------------------------------------------------------------------
+
+FULL = dict(
+    call_batches=5, call_n=2000,
+    web_blocks=5, web_block_requests=200, web_warmup=60,
+    thr_n=5000, thr_repeats=2,
+    mem_events=100_000, mem_settle=45.0, mem_traced_events=10_000, mem_traced_settle=20.0,
+)
+QUICK = dict(
+    call_batches=3, call_n=1000,
+    web_blocks=3, web_block_requests=150, web_warmup=30,
+    thr_n=2000, thr_repeats=1,
+    mem_events=20_000, mem_settle=30.0, mem_traced_events=0, mem_traced_settle=0.0,
+)
+WORK_TARGET = 300e-6  # CPU per simulated request
+GAP = 0.0015  # idle time between requests
+CALLS_PER_REQUEST = 3
+FLUSH_TIMEOUT = 120.0  # flush()/shutdown() of one client
+ARRIVAL_TIMEOUT = 20.0  # after flush returned, for the server to count everything
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+class Lost(Exception):
+    pass
+
+
+def expected(contender: Contender, calls: int) -> Tuple[int, int]:
+    return contender.per_call[0] * calls, contender.per_call[1] * calls
+
+
+def drain(client: Any, what: str) -> None:
+    if not call_with_timeout(client.flush, FLUSH_TIMEOUT):
+        raise Lost("%s: flush() still running after %.0fs" % (what, FLUSH_TIMEOUT))
+
+
+def finish(server: ServerProcess, client: Any, contender: Contender, calls: int, what: str) -> Optional[str]:
+    """Shut the client down and check that the server counted every event; a note if not."""
+    notes = []
+    if not call_with_timeout(client.shutdown, FLUSH_TIMEOUT):
+        notes.append("shutdown() still running after %.0fs" % FLUSH_TIMEOUT)
+    want_ph, want_seg = expected(contender, calls)
+    ok, got = server.wait_for(want_ph, want_seg, ARRIVAL_TIMEOUT, poll=0.01)
+    if not ok:
+        notes.append("lost %d (posthog %d/%d, segment %d/%d)" % (
+            want_ph - got["events"] + want_seg - got["segment"], got["events"], want_ph, got["segment"], want_seg))
+    extra = got["events"] - want_ph + got["segment"] - want_seg
+    if extra > 0:
+        notes.append("%d extra (duplicates)" % extra)
+    if notes:
+        progress("  %s: %s" % (what, "; ".join(notes)))
+    return "; ".join(notes) or None
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> str:
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return "%.2fx" % (a / b)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(headers))) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+# -- scenario 1: isolated call cost ------------------------------------------------
+
+
+def scenario_calls(server: ServerProcess, cfg: Dict[str, Any]) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    results = {}
+    for payload in PAYLOADS:
+        for contender in CONTENDERS:
+            what = "call cost %s/%s" % (contender.name, payload)
+            progress(what)
+            server.reset()
+            client = contender.make(server.url)
+            call = contender.caller(client, payload)
+            n = cfg["call_n"]
+            calls = 0
+            per_call = []
+            note = None
+            try:
+                for _ in range(200):  # warm-up: threads started, connection open
+                    call()
+                calls += 200
+                drain(client, what)
+                for _ in range(cfg["call_batches"]):
+                    gc.collect()
+                    t = perf()
+                    for _ in range(n):
+                        call()
+                    per_call.append((perf() - t) / n * 1e6)
+                    calls += n
+                    drain(client, what)
+            except Lost as error:
+                note = str(error)
+            note = finish(server, client, contender, calls, what) or note
+            results[(contender.name, payload)] = {
+                "median": statistics.median(per_call) if per_call else None,
+                "min": min(per_call) if per_call else None,
+                "max": max(per_call) if per_call else None,
+                "note": note,
+            }
+    return results
+
+
+def report_calls(res: Dict[Tuple[str, str], Dict[str, Any]], cfg: Dict[str, Any]) -> str:
+    rows = []
+    for payload in PAYLOADS:
+        seg = res[("segment", payload)]["median"]
+        ph = res[("posthog", payload)]["median"]
+        for c in CONTENDERS:
+            r = res[(c.name, payload)]
+            rows.append([
+                c.name, payload, fmt(r["median"], 1), "%s–%s" % (fmt(r["min"], 1), fmt(r["max"], 1)),
+                ratio(r["median"], seg), ratio(r["median"], ph), r["note"] or "",
+            ])
+    return (
+        "### 1. Isolated call cost (µs per call on the caller thread)\n\n"
+        "Median over %d batches of %d calls; the queue is flushed between batches.\n\n"
+        % (cfg["call_batches"], cfg["call_n"])
+        + table(["contender", "payload", "µs/call (median)", "range over batches", "vs segment", "vs posthog", "notes"], rows)
+    )
+
+
+def fmt(value: Optional[float], digits: int = 1) -> str:
+    return "n/a" if value is None else ("%." + str(digits) + "f") % value
+
+
+# -- scenario 2: simulated web workload -------------------------------------------
+
+
+def request_work(size: int) -> int:
+    """Pure-Python CPU work standing in for a request handler: build a dict, serialise it."""
+    data = {"field_%d" % i: {"id": i, "name": "item %d" % i, "price": i * 1.25, "tags": ["a", "b"]} for i in range(size)}
+    return len(json.dumps(data))
+
+
+def calibrate_work() -> int:
+    """Entries that make ``request_work`` take WORK_TARGET (median of three calibrations)."""
+    return int(statistics.median(_calibrate_once() for _ in range(3)))
+
+
+def _calibrate_once() -> int:
+    size = 20
+    while True:
+        samples = []
+        for _ in range(50):
+            t = perf()
+            request_work(size)
+            samples.append(perf() - t)
+        took = statistics.median(samples)
+        if abs(took - WORK_TARGET) / WORK_TARGET < 0.05 or size > 100_000:
+            return size
+        size = max(1, int(size * WORK_TARGET / took))
+
+
+def run_block(size: int, requests: int, call: Optional[Callable[[], Any]]) -> List[float]:
+    times = []
+    sleep = time.sleep
+    for _ in range(requests):
+        t = perf()
+        request_work(size)
+        if call is not None:
+            call()
+            call()
+            call()
+        times.append(perf() - t)
+        sleep(GAP)
+    return times
+
+
+def scenario_web(server: ServerProcess, cfg: Dict[str, Any], size: int) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    results = {}
+    blocks, per_block = cfg["web_blocks"], cfg["web_block_requests"]
+    for payload in PAYLOADS:
+        for contender in CONTENDERS:
+            what = "web workload %s/%s" % (contender.name, payload)
+            progress(what)
+            server.reset()
+            client = contender.make(server.url)
+            call = contender.caller(client, payload)
+            calls = 0
+            base_times: List[List[float]] = []
+            with_times: List[List[float]] = []
+            note = None
+            try:
+                run_block(size, cfg["web_warmup"], call)
+                calls += CALLS_PER_REQUEST * cfg["web_warmup"]
+                for _ in range(blocks):
+                    drain(client, what)  # nothing of the client's left to do during the baseline
+                    base_times.append(run_block(size, per_block, None))
+                    drain(client, what)
+                    with_times.append(run_block(size, per_block, call))
+                    calls += CALLS_PER_REQUEST * per_block
+            except Lost as error:
+                note = str(error)
+            note = finish(server, client, contender, calls, what) or note
+            pairs = list(zip(base_times, with_times))
+            added = [(statistics.fmean(w) - statistics.fmean(b)) / CALLS_PER_REQUEST * 1e6 for b, w in pairs]
+            flat_base = [t for block in base_times for t in block]
+            flat_with = [t for block in with_times for t in block]
+            results[(contender.name, payload)] = {
+                "added": statistics.median(added) if added else None,
+                "added_range": (min(added), max(added)) if added else (None, None),
+                "base_mean": statistics.median([statistics.fmean(b) for b in base_times]) * 1e6 if base_times else None,
+                "with_mean": statistics.median([statistics.fmean(w) for w in with_times]) * 1e6 if with_times else None,
+                "base_p50": pct(flat_base, 0.5) * 1e6 if flat_base else None,
+                "base_p99": pct(flat_base, 0.99) * 1e6 if flat_base else None,
+                "p50": pct(flat_with, 0.5) * 1e6 if flat_with else None,
+                "p99": pct(flat_with, 0.99) * 1e6 if flat_with else None,
+                "note": note,
+            }
+    return results
+
+
+def report_web(res: Dict[Tuple[str, str], Dict[str, Any]], cfg: Dict[str, Any], size: int, work_us: float) -> str:
+    rows = []
+    for payload in PAYLOADS:
+        seg = res[("segment", payload)]["added"]
+        ph = res[("posthog", payload)]["added"]
+        for c in CONTENDERS:
+            r = res[(c.name, payload)]
+            lo, hi = r["added_range"]
+            rows.append([
+                c.name, payload, fmt(r["added"]), "%s–%s" % (fmt(lo), fmt(hi)), ratio(r["added"], seg), ratio(r["added"], ph),
+                fmt(r["base_mean"], 0), fmt(r["with_mean"], 0),
+                "%s / %s" % (fmt(r["base_p50"], 0), fmt(r["base_p99"], 0)),
+                "%s / %s" % (fmt(r["p50"], 0), fmt(r["p99"], 0)),
+                r["note"] or "",
+            ])
+    return (
+        "### 2. Simulated web workload (time added to a request, µs per analytics call)\n\n"
+        "A request = %.0f µs (median baseline request) of pure-Python work (dict of %d entries built and JSON-serialised) + %d calls, "
+        "then %.1f ms idle. %d baseline blocks (no calls) alternate with %d blocks of %d requests with calls; "
+        "added/call = median over block pairs of (mean with calls − mean of the preceding baseline) / %d. "
+        "Request time = work + calls on the main thread (background threads' GIL use included).\n\n"
+        % (work_us, size, CALLS_PER_REQUEST, GAP * 1e3, cfg["web_blocks"], cfg["web_blocks"], cfg["web_block_requests"], CALLS_PER_REQUEST)
+        + table(
+            ["contender", "payload", "added µs/call", "range over blocks", "vs segment", "vs posthog",
+             "baseline mean µs", "with calls mean µs", "baseline p50 / p99 µs", "with calls p50 / p99 µs", "notes"],
+            rows,
+        )
+    )
+
+
+# -- scenario 3: saturated throughput -----------------------------------------------
+
+
+def scenario_throughput(server: ServerProcess, cfg: Dict[str, Any]) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    results = {}
+    n = cfg["thr_n"]
+    for payload in PAYLOADS:
+        for contender in CONTENDERS:
+            rates, calls_s, notes = [], [], []
+            for rep in range(cfg["thr_repeats"]):
+                what = "throughput %s/%s #%d" % (contender.name, payload, rep + 1)
+                progress(what)
+                server.reset()
+                client = contender.make(server.url)
+                call = contender.caller(client, payload)
+                want_ph, want_seg = expected(contender, n)
+                gc.collect()
+                t = perf()
+                for _ in range(n):
+                    call()
+                t_calls = perf() - t
+                flushed = call_with_timeout(client.flush, FLUSH_TIMEOUT)
+                ok, got = server.wait_for(want_ph, want_seg, ARRIVAL_TIMEOUT if flushed else 0.0, poll=0.002)
+                elapsed = perf() - t
+                if ok:
+                    rates.append(n / elapsed)
+                    calls_s.append(t_calls)
+                else:
+                    notes.append("lost %d" % (want_ph - got["events"] + want_seg - got["segment"]))
+                note = finish(server, client, contender, n, what)
+                if note and ok:
+                    notes.append(note)
+            results[(contender.name, payload)] = {
+                "rate": statistics.median(rates) if rates else None,
+                "calls_rate": n / statistics.median(calls_s) if calls_s else None,
+                "note": "; ".join(notes),
+            }
+    return results
+
+
+def report_throughput(res: Dict[Tuple[str, str], Dict[str, Any]], cfg: Dict[str, Any]) -> str:
+    rows = []
+    for payload in PAYLOADS:
+        seg = res[("segment", payload)]["rate"]
+        ph = res[("posthog", payload)]["rate"]
+        for c in CONTENDERS:
+            r = res[(c.name, payload)]
+            rows.append([
+                c.name, payload, fmt(r["rate"], 0), ratio(r["rate"], seg), ratio(r["rate"], ph),
+                fmt(r["calls_rate"], 0), r["note"] or "",
+            ])
+    return (
+        "### 3. Saturated throughput (events/s delivered)\n\n"
+        "%d calls flat out on the main thread, then `flush()`; the clock stops when the capture server has counted "
+        "every event (for ours-dual: on both legs). Median of %d run(s).\n\n" % (cfg["thr_n"], cfg["thr_repeats"])
+        + table(["contender", "payload", "events/s delivered", "vs segment", "vs posthog", "calls/s (call loop only)", "notes"], rows)
+    )
+
+
+# -- scenario 4: memory for a backlog ------------------------------------------------
+
+
+def run_children(jobs: List[List[str]], parallel: int, timeout: float) -> Dict[str, Any]:
+    """Run memory children, ``parallel`` at a time; ``{contender: result or error}``."""
+    out: Dict[str, Any] = {}
+    pending = list(jobs)
+    running: List[Tuple[str, subprocess.Popen, float]] = []
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                args = pending.pop(0)
+                name = args[args.index("--contender") + 1]
+                proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_memory_child.py")] + args,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                running.append((name, proc, time.monotonic()))
+            time.sleep(0.1)
+            for item in list(running):
+                name, proc, started = item
+                if proc.poll() is None and time.monotonic() - started < timeout:
+                    continue
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                    out[name] = {"error": "timed out after %.0fs" % timeout}
+                else:
+                    stdout, stderr = proc.communicate()
+                    try:
+                        out[name] = json.loads(stdout.strip().splitlines()[-1])
+                    except (ValueError, IndexError):
+                        out[name] = {"error": "exit %s: %s" % (proc.returncode, stderr.strip()[-300:])}
+                running.remove(item)
+                progress("  memory %s done" % name)
+    finally:
+        for _, proc, _ in running:
+            proc.kill()
+            proc.wait()
+    return out
+
+
+def scenario_memory(cfg: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    order = ["ours-dual", "ours", "posthog", "segment"]  # longest first
+    results: Dict[str, Dict[str, Any]] = {}
+    progress("memory: RSS, %d events per contender (2 processes at a time)" % cfg["mem_events"])
+    results["rss"] = run_children(
+        [["--contender", c, "--events", str(cfg["mem_events"]), "--mode", "rss", "--settle", str(cfg["mem_settle"])] for c in order],
+        parallel=2, timeout=cfg["mem_settle"] + 120,
+    )
+    if cfg["mem_traced_events"]:
+        progress("memory: tracemalloc, %d events per contender" % cfg["mem_traced_events"])
+        results["tracemalloc"] = run_children(
+            [["--contender", c, "--events", str(cfg["mem_traced_events"]), "--mode", "tracemalloc",
+              "--settle", str(cfg["mem_traced_settle"])] for c in order],
+            parallel=2, timeout=cfg["mem_traced_settle"] + 150,
+        )
+    return results
+
+
+def report_memory(res: Dict[str, Dict[str, Any]], cfg: Dict[str, Any]) -> str:
+    parts = ["### 4. Memory held by a backlog of queued events\n"]
+    mib = 1024 * 1024
+    for mode, title in (("rss", "RSS increase"), ("tracemalloc", "Python heap increase (tracemalloc)")):
+        if mode not in res:
+            continue
+        data = res[mode]
+        rows = []
+        seg = data.get("segment", {}).get("settled")
+        ph = data.get("posthog", {}).get("settled")
+        events = None
+        for c in CONTENDERS:
+            r = data.get(c.name, {})
+            if "error" in r or not r:
+                rows.append([c.name] + ["n/a"] * 7 + [r.get("error", "missing")])
+                continue
+            events = r["events"]
+            note = []
+            if r["accepted"] != r["events"]:
+                note.append("%d not accepted" % (r["events"] - r["accepted"]))
+            if r["still_dispatching"]:
+                note.append("%d still in our dispatcher after %.0fs" % (r["still_dispatching"], r["settle_s"]))
+            rows.append([
+                c.name, "%.1f" % (r["at_return"] / mib), "%.1f" % (r["settled"] / mib),
+                "%.1f" % (r["peak"] / mib) if r.get("peak") is not None else "—",
+                "%.0f" % (r["settled"] / r["events"]), ratio(r["settled"], seg), ratio(r["settled"], ph),
+                "%.1f" % (r["calls_s"]), "; ".join(note),
+            ])
+        parts.append(
+            "**%s**, %s events (small track, a fresh properties dict per call), client pointed at a refused "
+            "127.0.0.1 port with `max_retries=1000`, `max_queue_size=200000`.\n\n" % (title, "{:,}".format(events or 0))
+            + table(["contender", "MiB after the calls", "MiB settled", "MiB peak", "bytes/event (settled)",
+                     "vs segment", "vs posthog", "call loop s", "notes"], rows)
+            + "\n"
+        )
+    return "\n".join(parts)
+
+
+# -- main ----------------------------------------------------------------------------
+
+
+def header(quick: bool) -> str:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:
+            return "?"
+
+    digest = hashlib.sha256()
+    for name in ("client.py", "dispatcher.py", "posthog_leg.py", "segment_leg.py", "mapping.py", "message.py"):
+        try:
+            with open(os.path.join(ROOT, "analytics_posthog", name), "rb") as f:
+                digest.update(f.read())
+        except OSError:
+            pass
+    import posthog.version
+    from segment.analytics.version import VERSION as segment_version
+
+    dirty = " (uncommitted changes)" if git("status", "--porcelain", "--", "analytics_posthog") else ""
+    return (
+        "Benchmark run %s%s · %s · Python %s · %d CPUs · posthog %s · segment-analytics-python %s · "
+        "analytics_posthog at %s%s, source sha256 %s"
+        % (
+            datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), " (--quick)" if quick else "",
+            platform.platform(), platform.python_version(), os.cpu_count() or 0,
+            posthog.version.VERSION, segment_version, git("rev-parse", "--short", "HEAD") or "?", dirty,
+            digest.hexdigest()[:12],
+        )
+    )
+
+
+def verdicts(web, thr, mem) -> str:
+    lines = ["### Targets\n"]
+
+    def check(label: str, value: Optional[float], ok: Callable[[float], bool], goal: str) -> None:
+        if value is None:
+            lines.append("- %s: n/a (goal %s)" % (label, goal))
+        else:
+            lines.append("- %s: %.2fx — %s (goal %s)" % (label, value, "met" if ok(value) else "NOT met", goal))
+
+    def r(a, b):
+        return None if a is None or b in (None, 0) else a / b
+
+    for payload in PAYLOADS:
+        check("web workload, added time per call, ours / segment (%s)" % payload,
+              r(web[("ours", payload)]["added"], web[("segment", payload)]["added"]), lambda v: v <= 0.5, "≤ 0.5x")
+    for payload in PAYLOADS:
+        check("throughput, ours / posthog (%s)" % payload,
+              r(thr[("ours", payload)]["rate"], thr[("posthog", payload)]["rate"]), lambda v: v >= 0.9, "≥ 0.9x")
+    for mode in ("rss", "tracemalloc"):
+        if mode in mem:
+            check("memory (%s, settled), ours / segment" % mode,
+                  r(mem[mode].get("ours", {}).get("settled"), mem[mode].get("segment", {}).get("settled")),
+                  lambda v: v <= 1.0, "≤ 1.0x")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer/shorter repetitions (about a minute)")
+    parser.add_argument("--skip-memory", action="store_true", help="skip scenario 4")
+    parser.add_argument("--output", default=os.path.join(HERE, "results.md"))
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+
+    scrub_environment()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    head = header(args.quick)
+    progress(head)
+
+    server = ServerProcess().start()
+    progress("capture server at %s" % server.url)
+    try:
+        calls = scenario_calls(server, cfg)
+        size = calibrate_work()
+        work_us = statistics.median([(lambda t: (request_work(size), perf() - t)[1])(perf()) for _ in range(200)]) * 1e6
+        progress("request work: %d entries ≈ %.0f µs" % (size, work_us))
+        web = scenario_web(server, cfg, size)
+        # What a request's work actually cost during the run: the median baseline request.
+        work_us = statistics.median(r["base_p50"] for r in web.values() if r["base_p50"] is not None)
+        thr = scenario_throughput(server, cfg)
+    finally:
+        server.stop()
+    mem = {} if args.skip_memory else scenario_memory(cfg)
+
+    sections = [
+        head,
+        report_calls(calls, cfg),
+        report_web(web, cfg, size, work_us),
+        report_throughput(thr, cfg),
+    ]
+    if mem:
+        sections.append(report_memory(mem, cfg))
+    sections.append(verdicts(web, thr, mem))
+    sections.append("Total run time: %.0f s." % (perf() - T0))
+    text = "\n\n".join(sections) + "\n"
+    print(text)
+    with open(args.output, "w") as f:
+        f.write(text)
+    progress("wrote %s" % args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
