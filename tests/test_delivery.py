@@ -226,3 +226,14 @@ def test_sync_mode_dual_write_client_shuts_down(capture_server, segment_server):
     client.track("u1", "e")
     client.shutdown()
     assert segment_server.segment_count == 1
+
+
+def test_posthog_server_context_is_computed_once_with_the_same_values(capture_server):
+    import posthog.client
+    import posthog.utils
+
+    Client(posthog_api_key="phc_test", posthog_host=capture_server.url, sync_mode=True).track("u1", "e")
+    assert hasattr(posthog.client.system_context, "cache_info")
+    assert posthog.client.system_context() == posthog.utils.system_context()
+    props = capture_server.wait_for_events(1)[0]["properties"]
+    assert props["$python_version"] == posthog.utils.system_context()["$python_version"]
