@@ -31,6 +31,9 @@ Leg = Union[posthog_leg.PostHogLeg, segment_leg.SegmentLeg]
 OnError = Callable[[Exception, Any], None]
 Result = Tuple[bool, Message]
 
+#: How many messages a leg may have waiting before it counts as backed up.
+LEG_WINDOW = 1000
+
 #: At most one log line per this many seconds about dropped messages.
 DROP_LOG_INTERVAL = 10.0
 
@@ -155,7 +158,7 @@ class Client(object):
         self._stats = DeliveryStats(leg.name for leg in self.legs)
         self._drops_unlogged = 0
         self._drops_logged_at = float("-inf")
-        self._dispatcher = Dispatcher(self._deliver, max_queue_size)
+        self._dispatcher = Dispatcher(self._deliver, max_queue_size, self._legs_ready)
         reset_in_child(self._reset_stats)
         if not sync_mode:
             atexit.register(self._at_exit)
@@ -295,6 +298,12 @@ class Client(object):
             else:
                 self._dropped([leg.name], [msg], QueueFull("the %s leg's queue is full" % leg.name))
         return delivered
+
+    def _legs_ready(self) -> bool:
+        """Some leg can take more: hand over. A leg that is down must never hold
+        back a healthy one, so only when every leg has LEG_WINDOW messages
+        waiting does the backlog stay in our own (smaller) queue."""
+        return any(leg.pending < LEG_WINDOW for leg in self.legs)
 
     def _leg_failed(self, leg: str) -> OnError:
         def failed(error: Exception, batch: Any) -> None:

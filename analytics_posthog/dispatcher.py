@@ -42,15 +42,23 @@ BACKLOG = 1000
 
 
 class Dispatcher:
-    def __init__(self, deliver: Callable[[Message], None], max_queue_size: int) -> None:
+    """``ready()`` says whether the legs can take more: while they cannot (a
+    long outage), the backlog stays here, held once in Segment's compact form,
+    instead of piling up in each leg's queue."""
+
+    def __init__(self, deliver: Callable[[Message], None], max_queue_size: int, ready: Callable[[], bool]) -> None:
         self._deliver = deliver
+        self._ready = ready
         self._max_queue_size = max_queue_size
         self._reset()
         reset_in_child(self._reset)
 
     def _reset(self) -> None:
         """Start empty: in a forked child the parent's queue is the parent's to deliver."""
-        self._items: Deque[Item] = collections.deque()
+        self._messages: Deque[Message] = collections.deque()
+        self._contexts: Deque[contextvars.Context] = collections.deque()
+        self._last_context = contextvars.Context()
+        self._pair_lock = threading.Lock()
         self._last_put = 0.0
         self._thread: Optional[threading.Thread] = None
         self._start_lock = threading.Lock()
@@ -62,17 +70,36 @@ class Dispatcher:
 
     @property
     def pending(self) -> int:
-        return len(self._items) + self._delivering
+        return len(self._messages) + self._delivering
 
     def put(self, msg: Message) -> bool:
         """Queue ``msg`` without blocking or waking anything; ``False`` when full."""
-        if len(self._items) >= self._max_queue_size:
+        if len(self._messages) >= self._max_queue_size:
             return False
-        self._items.append((msg, contextvars.copy_context()))
+        context = self._shared(contextvars.copy_context())
+        with self._pair_lock:
+            self._messages.append(msg)
+            self._contexts.append(context)
         self._last_put = time.monotonic()
         if self._thread is None:
             self._start()
         return True
+
+    def _shared(self, context: contextvars.Context) -> contextvars.Context:
+        """Successive calls usually run in the same context (no request, or the
+        same request): keep one copy for all of them rather than one each."""
+        last = self._last_context
+        try:
+            if context == last:
+                return last
+        except Exception:
+            pass
+        self._last_context = context
+        return context
+
+    def _take(self) -> Item:
+        with self._pair_lock:
+            return self._messages.popleft(), self._contexts.popleft()
 
     def _start(self) -> None:
         with self._start_lock:
@@ -82,16 +109,18 @@ class Dispatcher:
                 self._thread = thread
 
     def _run(self) -> None:
-        items = self._items
+        items = self._messages
         while not (self._stopping and not items):
             self._wake.wait(BUSY_POLL if items else IDLE_POLL)
             self._wake.clear()
             while items:
+                if not self._urgent and not self._ready():
+                    break
                 pressed = self._urgent or len(items) >= BACKLOG
                 if not pressed and time.monotonic() - self._last_put < QUIET:
                     break
                 self._delivering = True
-                msg, context = items.popleft()
+                msg, context = self._take()
                 try:
                     context.run(self._deliver, msg)
                 except Exception:
@@ -122,7 +151,7 @@ class Dispatcher:
         left: List[Message] = []
         while True:
             try:
-                left.append(self._items.popleft()[0])
+                left.append(self._take()[0])
             except IndexError:
                 return left
 

@@ -214,8 +214,10 @@ def _page_or_screen(
 def _finish(msg: Message) -> Message:
     """Segment's ``Client._enqueue`` up to the point where it queues.
 
-    One deliberate difference: the caller's ``context`` dict is copied before
-    ``library`` is added, where Segment writes into the caller's own dict.
+    Deliberate differences: the caller's ``context`` dict is copied before
+    ``library`` is added, where Segment writes into the caller's own dict; and
+    every message shares the one ``LIBRARY`` dict (a backlog of queued
+    messages would otherwise hold a copy each), so treat it as read-only.
     """
     timestamp = msg["timestamp"]
     if timestamp is None:
@@ -232,11 +234,12 @@ def _finish(msg: Message) -> Message:
     timestamp = guess_timezone(timestamp)
     msg["timestamp"] = timestamp.isoformat(timespec="milliseconds")
     msg["messageId"] = stringify_id(message_id)
-    msg["context"] = {**msg["context"], "library": dict(LIBRARY)}
+    msg["context"] = {**msg["context"], "library": LIBRARY}
     msg["userId"] = stringify_id(msg.get("userId", None))
     msg["anonymousId"] = stringify_id(msg.get("anonymousId", None))
 
     msg = clean(msg)
+    msg["context"]["library"] = LIBRARY
 
     if len(_encode(msg).encode()) > MAX_MSG_SIZE:
         raise RuntimeError("Message exceeds %skb limit. (%s)", str(int(MAX_MSG_SIZE / 1024)), str(msg))

@@ -117,8 +117,13 @@ def _segment_client(url: str, **kw: Any) -> Any:
 
 
 def _posthog_client(url: str, **kw: Any) -> Any:
+    """posthog as its users run it: analytics_posthog memoizes posthog's
+    per-capture OS lookup process-wide, so undo that for this contender."""
     import posthog
+    import posthog.client
+    import posthog.utils
 
+    posthog.client.system_context = posthog.utils.system_context
     return posthog.Client("phc_x", host=url, **kw)
 
 

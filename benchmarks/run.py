@@ -506,10 +506,32 @@ def verdicts(web, thr, mem) -> str:
     return "\n".join(lines)
 
 
+def only(scenario: str, cfg: Dict[str, Any]) -> int:
+    """One scenario, printed, for iterating on the library (results.md is left alone)."""
+    if scenario == "memory":
+        print(report_memory(scenario_memory(cfg), cfg))
+        return 0
+    server = ServerProcess().start()
+    try:
+        if scenario == "calls":
+            text = report_calls(scenario_calls(server, cfg), cfg)
+        elif scenario == "web":
+            size = calibrate_work()
+            web = scenario_web(server, cfg, size)
+            text = report_web(web, cfg, size, statistics.median(r["base_p50"] for r in web.values() if r["base_p50"] is not None))
+        else:
+            text = report_throughput(scenario_throughput(server, cfg), cfg)
+    finally:
+        server.stop()
+    print(text)
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer/shorter repetitions (about a minute)")
     parser.add_argument("--skip-memory", action="store_true", help="skip scenario 4")
+    parser.add_argument("--only", choices=["calls", "web", "throughput", "memory"], help="run one scenario and print it")
     parser.add_argument("--output", default=os.path.join(HERE, "results.md"))
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
@@ -518,6 +540,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
     head = header(args.quick)
     progress(head)
+
+    if args.only:
+        return only(args.only, cfg)
 
     server = ServerProcess().start()
     progress("capture server at %s" % server.url)

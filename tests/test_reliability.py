@@ -225,3 +225,38 @@ def test_calls_from_async_code_never_block_the_event_loop(capture_server):
 
 def test_exit_timeout_error_type_is_exported():
     assert issubclass(ExitTimeout, Exception) and issubclass(QueueFull, Exception)
+
+
+def test_backlog_stays_in_our_queue_while_every_leg_is_backed_up(capture_server, segment_server, monkeypatch):
+    import analytics_posthog.client
+
+    monkeypatch.setattr(analytics_posthog.client, "LEG_WINDOW", 5)
+    capture_server.hang(30, leg="posthog")
+    segment_server.hang(30, leg="segment")
+    client = dual_client(capture_server, segment_server, upload_size=5, upload_interval=0.05, max_queue_size=1000)
+    for i in range(200):
+        client.track("u1", "Held", {"i": i})
+    time.sleep(0.5)
+    assert client._dispatcher.pending > 150, "the backlog must be held once, in our queue"
+    assert all(leg.pending <= 10 for leg in client.legs)
+    capture_server.restore()
+    segment_server.restore()
+    client.flush()
+    assert capture_server.event_count == 200
+    assert segment_server.segment_count == 200
+    client.shutdown()
+
+
+def test_a_backed_up_leg_does_not_hold_back_the_other(capture_server, segment_server, monkeypatch):
+    import analytics_posthog.client
+
+    monkeypatch.setattr(analytics_posthog.client, "LEG_WINDOW", 5)
+    segment_server.hang(30, leg="segment")
+    client = dual_client(capture_server, segment_server, upload_size=5, upload_interval=0.05)
+    for i in range(200):
+        client.track("u1", "Flows", {"i": i})
+    capture_server.wait_for_events(200, timeout=10)
+    segment_server.restore()
+    client.flush()
+    assert segment_server.segment_count == 200
+    client.shutdown()
