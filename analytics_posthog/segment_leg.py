@@ -1,9 +1,8 @@
-"""The Segment leg (dual-write): each call replayed, unchanged, on Segment's own client.
+"""The Segment leg (dual-write): each call delivered, unchanged, by Segment's own client.
 
-Using segment-analytics-python's public methods keeps Segment's batching,
-retries, OAuth and wire format exactly what the team had; only
-``integrations.PostHog`` is switched off so Segment does not relay a second
-copy to PostHog.
+segment-analytics-python's client does the batching, retries, OAuth and
+wire format, exactly as the team had them; only ``integrations.PostHog`` is
+switched off so Segment does not relay a second copy to PostHog.
 """
 
 from __future__ import annotations
@@ -11,35 +10,29 @@ from __future__ import annotations
 import atexit
 import queue
 import time
-from datetime import datetime
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 from segment.analytics import Client as SegmentClient
+from segment.analytics.request import post
+from segment.analytics.version import VERSION as SEGMENT_VERSION
 
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import segment_integrations
 from analytics_posthog.message import Message
 
-#: Segment message key -> keyword of the Segment client method, per call type.
-ARGUMENTS = {
-    "identify": (("userId", "user_id"), ("traits", "traits"), ("anonymousId", "anonymous_id")),
-    "track": (("userId", "user_id"), ("event", "event"), ("properties", "properties"), ("anonymousId", "anonymous_id")),
-    "alias": (("previousId", "previous_id"), ("userId", "user_id")),
-    "group": (("userId", "user_id"), ("groupId", "group_id"), ("traits", "traits"), ("anonymousId", "anonymous_id")),
-    "page": (("userId", "user_id"), ("category", "category"), ("name", "name"), ("properties", "properties"), ("anonymousId", "anonymous_id")),
-    "screen": (("userId", "user_id"), ("category", "category"), ("name", "name"), ("properties", "properties"), ("anonymousId", "anonymous_id")),
-}
+#: What Segment's own client names itself in ``context.library``: the Segment
+#: leg sends each message as that client would have (shared, read-only).
+SEGMENT_LIBRARY = {"name": "analytics-python", "version": SEGMENT_VERSION}
 
 
-def segment_call(msg: Message) -> Tuple[str, Dict[str, Any]]:
-    """The Segment client method and arguments that rebuild ``msg`` (same messageId)."""
-    type_ = msg["type"]
-    kwargs: Dict[str, Any] = {argument: msg.get(key) for key, argument in ARGUMENTS[type_]}
-    kwargs["context"] = {k: v for k, v in msg["context"].items() if k != "library"}
-    kwargs["timestamp"] = datetime.fromisoformat(msg["timestamp"])
-    kwargs["integrations"] = segment_integrations(msg["integrations"])
-    kwargs["message_id"] = msg["messageId"]
-    return type_, kwargs
+def segment_message(msg: Message) -> Message:
+    """``msg`` as Segment's client would have built it for the same call (same
+    messageId, same cleaned values), with Segment's PostHog destination off."""
+    return {
+        **msg,
+        "context": {**msg["context"], "library": SEGMENT_LIBRARY},
+        "integrations": segment_integrations(msg["integrations"]),
+    }
 
 
 class SegmentLeg:
@@ -65,10 +58,31 @@ class SegmentLeg:
         return self.client.queue.unfinished_tasks
 
     def send(self, msg: Message) -> bool:
-        """Queue (or, in sync mode, post) one message; ``False`` when Segment's queue is full."""
-        method, kwargs = segment_call(msg)
-        success, _ = getattr(self.client, method)(**kwargs)
-        return bool(success)
+        """Queue (or, in sync mode, post) one message; ``False`` when Segment's queue is full.
+
+        The message is already built and cleaned exactly as Segment's client
+        builds it, so it goes straight onto the queue Segment's consumer reads
+        (in sync mode, through Segment's own ``post``), instead of paying for a
+        second validation, cleaning and size check per message.
+        """
+        client = self.client
+        wire = segment_message(msg)
+        if client.sync_mode:
+            post(
+                client.write_key,
+                client.host,
+                gzip=client.gzip,
+                timeout=client.timeout,
+                proxies=client.proxies,
+                oauth_manager=client.oauth_manager,
+                batch=[wire],
+            )
+            return True
+        try:
+            client.queue.put(wire, block=False)
+        except queue.Full:
+            return False
+        return True
 
     def flush(self, timeout: Optional[float]) -> None:
         """Wait for Segment's queue to drain; Segment's own ``flush()`` has no time limit."""

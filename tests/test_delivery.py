@@ -237,3 +237,31 @@ def test_posthog_server_context_is_computed_once_with_the_same_values(capture_se
     assert posthog.client.system_context() == posthog.utils.system_context()
     props = capture_server.wait_for_events(1)[0]["properties"]
     assert props["$python_version"] == posthog.utils.system_context()["$python_version"]
+
+
+@pytest.mark.parametrize("sync_mode", [True, False])
+def test_segment_leg_sends_what_segments_client_builds(segment_server, sync_mode):
+    from segment.analytics import Client as SegmentClient
+
+    ours = Client("wk", host=segment_server.url, sync_mode=sync_mode)
+    reference = SegmentClient("wk", send=False)
+    calls = [
+        ("track", dict(user_id="u1", event="e", properties={"n": 1}, context={"ip": "203.0.113.9"}, integrations={"All": False})),
+        ("identify", dict(user_id=7, traits={"a": 1}, anonymous_id="a1")),
+        ("page", dict(anonymous_id="a1", category="Docs", name="Install", properties={"url": "https://x.example/"})),
+        ("screen", dict(user_id="u1", name="Home")),
+        ("group", dict(user_id="u1", group_id=9, traits={"name": "Acme"})),
+        ("alias", dict(previous_id="a1", user_id="u1", integrations={"posthog": True})),
+    ]
+    expected = {}
+    for method, kwargs in calls:
+        _, msg = getattr(ours, method)(timestamp=T, **kwargs)
+        integrations = dict(kwargs.get("integrations") or {})
+        if not any(k.lower() == "posthog" for k in integrations):
+            integrations["PostHog"] = False
+        _, ref = getattr(reference, method)(timestamp=T, message_id=msg["messageId"], **{**kwargs, "integrations": integrations})
+        expected[msg["messageId"]] = ref
+    ours.flush()
+    arrived = {m["messageId"]: m for m in segment_server.wait_for_segment(len(calls))}
+    assert arrived == expected
+    ours.shutdown()
