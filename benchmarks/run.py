@@ -43,8 +43,8 @@ def progress(text: str) -> None:
 
 FULL = dict(
     call_batches=5, call_n=2000,
-    web_blocks=5, web_block_requests=200, web_warmup=60,
-    thr_n=5000, thr_repeats=2,
+    web_blocks=11, web_block_requests=120, web_warmup=60,
+    thr_n=5000, thr_repeats=3,
     mem_events=100_000, mem_settle=45.0, mem_traced_events=10_000, mem_traced_settle=20.0,
 )
 QUICK = dict(
