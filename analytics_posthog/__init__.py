@@ -12,7 +12,7 @@ import threading
 from typing import Any, Optional
 
 from analytics_posthog.client import Client
-from analytics_posthog.takeover import install_as_segment
+from analytics_posthog.takeover import install_as_segment as install_as_segment
 from analytics_posthog.version import VERSION
 
 __version__ = VERSION

@@ -291,10 +291,10 @@ class Client(object):
                 continue
             delivered = False
             if self.sync_mode:
-                error = DeliveryError("the %s leg did not deliver a %s message (its log says why)" % (leg.name, msg["type"]))
-                self.log.error("%s", error)
+                failure = DeliveryError("the %s leg did not deliver a %s message (its log says why)" % (leg.name, msg["type"]))
+                self.log.error("%s", failure)
                 self._stats.add(leg.name, "failed")
-                self._report(error, [msg])
+                self._report(failure, [msg])
             else:
                 self._dropped([leg.name], [msg], QueueFull("the %s leg's queue is full" % leg.name))
         return delivered

@@ -46,7 +46,7 @@ class Dispatcher:
     long outage), the backlog stays here, held once in Segment's compact form,
     instead of piling up in each leg's queue."""
 
-    def __init__(self, deliver: Callable[[Message], None], max_queue_size: int, ready: Callable[[], bool]) -> None:
+    def __init__(self, deliver: Callable[[Message], object], max_queue_size: int, ready: Callable[[], bool]) -> None:
         self._deliver = deliver
         self._ready = ready
         self._max_queue_size = max_queue_size

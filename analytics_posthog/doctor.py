@@ -16,7 +16,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO
 from urllib.parse import urlsplit
 
 from analytics_posthog import message, posthog_leg, segment_leg
@@ -165,7 +165,7 @@ def send_test_event(leg: Leg, timeout: float) -> Optional[str]:
         errors.append(error)
 
     msg = message.track(TEST_USER, TEST_EVENT, {"source": "analytics-posthog doctor"})
-    settings = dict(debug=False, max_queue_size=10, send=True, gzip=False, max_retries=0, sync_mode=False, timeout=timeout, thread=1, upload_size=1, upload_interval=0.1)
+    settings: Dict[str, Any] = dict(debug=False, max_queue_size=10, send=True, gzip=False, max_retries=0, sync_mode=False, timeout=timeout, thread=1, upload_size=1, upload_interval=0.1)
     delivery: Any
     if leg.name == "PostHog":
         delivery = posthog_leg.PostHogLeg(posthog_leg.build_client(leg.key, leg.host, on_error=on_error, **settings), DEFAULT_GROUP_TYPE)

@@ -10,7 +10,6 @@ defaults, same ``require`` order, same keys), which is what makes the returned
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Dict, Optional
 from uuid import uuid4

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple, TypeVar
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple, TypeVar, cast
 
 import posthog
 
@@ -196,8 +196,8 @@ def read_lines(source: Source) -> Iterator[Tuple[int, bytes, int]]:
     its magic bytes, so ``.json`` files that are really gzip work too."""
     raw: IO[bytes] = sys.stdin.buffer if source.is_stdin else open(source.path, "rb")
     try:
-        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
-        stream: IO[bytes] = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == GZIP_MAGIC else buffered
+        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
+        stream = cast(IO[bytes], gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == GZIP_MAGIC else buffered)
         position = (lambda: buffered.tell()) if not source.is_stdin else (lambda: 0)
         for number, line in enumerate(stream, 1):
             yield number, line, position()

@@ -297,10 +297,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         # end_headers() would flush the headers as a separate packet; send
         # headers and body in a single write instead.
-        self._headers_buffer.append(b"\r\n")
-        self._headers_buffer.append(payload)
-        self.wfile.write(b"".join(self._headers_buffer))
-        self._headers_buffer = []
+        buffered: List[bytes] = self._headers_buffer  # type: ignore[has-type]
+        buffered.append(b"\r\n")
+        buffered.append(payload)
+        self.wfile.write(b"".join(buffered))
+        self._headers_buffer: List[bytes] = []
 
     def _drop(self) -> None:
         """Close the connection without answering."""

@@ -27,7 +27,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-import _contenders  # noqa: E402
 from _contenders import CONTENDERS, PAYLOADS, Contender, call_with_timeout  # noqa: E402
 from _server import ServerProcess, scrub_environment  # noqa: E402
 

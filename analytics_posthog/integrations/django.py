@@ -41,7 +41,7 @@ class AnalyticsMiddleware:
         context = self._context(request, user)
         token = request_context.activate(context)
         try:
-            response = self.get_response(request)
+            response: Any = self.get_response(request)
             integrations.response_done(self.options, context, response.status_code, response.get("Content-Type"))
         finally:
             request_context.reset(token)
