@@ -374,11 +374,9 @@ class Client(object):
         for leg in self.legs:
             leg.flush(max(0.0, deadline - time.monotonic()))
         for leg in self.legs:
-            pending = leg.pending
-            if isinstance(leg, segment_leg.SegmentLeg):
-                left = leg.abandon()
-                if left:
-                    self._dropped([leg.name], left, ExitTimeout("exit came before Segment delivered"))
-                pending -= len(left)
-            if pending:
-                self.log.warning("%d message(s) were still in flight to %s at exit; their delivery is unknown", pending, leg.name)
+            left = leg.abandon()
+            if left:
+                self._dropped([leg.name], left, ExitTimeout("exit came before the %s leg delivered" % leg.name))
+            in_flight = leg.pending - len(left)
+            if in_flight:
+                self.log.warning("%d message(s) were still in flight to %s at exit; their delivery is unknown", in_flight, leg.name)

@@ -7,7 +7,7 @@ calls ``capture()``.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import posthog
 import posthog.client as posthog_client_module
@@ -63,6 +63,11 @@ class PostHogLeg:
 
     def join(self) -> None:
         self.client.join()
+
+    def abandon(self) -> List[Message]:
+        """At exit, past the deadline: nothing to take back, posthog's own exit
+        handler runs after ours and makes a last, bounded attempt."""
+        return []
 
 
 def build_client(
