@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Dict, Optional
-from uuid import uuid4
 
 from dateutil.tz import tzutc
 from segment.analytics.client import ID_TYPES, require, stringify_id
@@ -22,6 +21,7 @@ from segment.analytics.utils import clean as segment_clean
 from segment.analytics.utils import guess_timezone
 from segment.analytics.utils import log as segment_log
 
+from analytics_posthog.message_ids import new_message_id
 from analytics_posthog.version import VERSION
 
 Message = Dict[str, Any]
@@ -223,7 +223,7 @@ def _finish(msg: Message) -> Message:
         timestamp = datetime.now(tz=tzutc())
     message_id = msg.get("messageId")
     if message_id is None:
-        message_id = uuid4()
+        message_id = new_message_id()
 
     require("integrations", msg["integrations"], dict)
     require("type", msg["type"], str)

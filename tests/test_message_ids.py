@@ -1,0 +1,50 @@
+"""messageIds: uuid4 strings, never repeated across threads, refills or forks."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+from analytics_posthog.message_ids import IDS_PER_READ, new_message_id
+
+
+def test_ids_are_uuid4_strings_like_segments():
+    for value in (new_message_id() for _ in range(3 * IDS_PER_READ)):
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+
+
+def test_ids_never_repeat_across_refills_and_threads():
+    seen = []
+
+    def take():
+        seen.extend(new_message_id() for _ in range(5 * IDS_PER_READ))
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 8 * 5 * IDS_PER_READ
+    assert len(set(seen)) == len(seen)
+
+
+def test_a_forked_child_never_hands_out_its_parents_ids():
+    new_message_id()  # the parent's pool is started, with ids left in it
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        with os.fdopen(write_end, "w") as out:
+            out.write("\n".join(new_message_id() for _ in range(100)))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as inp:
+        child = set(inp.read().split())
+    os.waitpid(pid, 0)
+    parent = {new_message_id() for _ in range(100)}
+    assert len(child) == 100
+    assert not child & parent
