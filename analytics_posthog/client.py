@@ -126,7 +126,7 @@ class Client(object):
                 upload_size=upload_size,
                 upload_interval=upload_interval,
             )
-            self.legs.append(posthog_leg.PostHogLeg(client, group_type))
+            self.legs.append(posthog_leg.PostHogLeg(client, group_type, self._retried("posthog")))
         else:
             self.log.warning(POSTHOG_MISSING_MESSAGE)
         if keys.segment_write_key:
@@ -154,7 +154,9 @@ class Client(object):
                 max_rate_limit_duration=max_rate_limit_duration,
             )
             segment_key = keys.segment_write_key
-            self.legs.append(segment_leg.SegmentLeg(lambda: SegmentClient(segment_key, **segment_settings)))
+            self.legs.append(
+                segment_leg.SegmentLeg(lambda: SegmentClient(segment_key, **segment_settings), self._retried("segment"))
+            )
         self._stats = DeliveryStats(leg.name for leg in self.legs)
         self._drops_unlogged = 0
         self._drops_logged_at = float("-inf")
@@ -305,6 +307,9 @@ class Client(object):
         waiting does the backlog stay in our own (smaller) queue."""
         return any(leg.pending < LEG_WINDOW for leg in self.legs)
 
+    def _retried(self, leg: str) -> Callable[[], None]:
+        return lambda: self._stats.add(leg, "retried")
+
     def _leg_failed(self, leg: str) -> OnError:
         def failed(error: Exception, batch: Any) -> None:
             self._stats.add(leg, "failed", len(batch) if isinstance(batch, list) else 1)
@@ -334,7 +339,7 @@ class Client(object):
             self.log.exception("on_error raised")
 
     def stats(self) -> Dict[str, Dict[str, int]]:
-        """Per leg (``posthog``, ``segment``): queued, delivered, dropped, failed."""
+        """Per leg (``posthog``, ``segment``): queued, delivered, retried, dropped, failed."""
         if not self.legs:
             return {}
         return self._stats.snapshot(self._dispatcher.pending, {leg.name: leg.pending for leg in self.legs})

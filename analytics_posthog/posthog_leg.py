@@ -7,11 +7,13 @@ calls ``capture()``.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Callable, Dict, List, Optional
 
 import posthog
 import posthog.client as posthog_client_module
 
+from analytics_posthog import retries
 from analytics_posthog.mapping import to_posthog
 from analytics_posthog.message import Message
 
@@ -27,11 +29,16 @@ BeforeSend = Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]
 class PostHogLeg:
     name = "posthog"
 
-    def __init__(self, client: posthog.Client, group_type: str) -> None:
+    def __init__(self, client: posthog.Client, group_type: str, on_retry: Callable[[], None] = lambda: None) -> None:
         self.client = client
         self.group_type = group_type
+        self.retried = on_retry
         install_context_os(client)
         remember_system_context()
+        retries.watch(self)
+
+    def runs_on(self, thread: threading.Thread) -> bool:
+        return thread in (self.client.consumers or ())
 
     def send(self, msg: Message) -> bool:
         """Hand one message to posthog; ``False`` when posthog dropped it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import queue
+import threading
 import time
 from typing import Callable, List, Optional
 
@@ -16,6 +17,7 @@ from segment.analytics import Client as SegmentClient
 from segment.analytics.request import post
 from segment.analytics.version import VERSION as SEGMENT_VERSION
 
+from analytics_posthog import retries
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import segment_integrations
 from analytics_posthog.message import Message
@@ -38,10 +40,15 @@ def segment_message(msg: Message) -> Message:
 class SegmentLeg:
     name = "segment"
 
-    def __init__(self, build: Callable[[], SegmentClient]) -> None:
+    def __init__(self, build: Callable[[], SegmentClient], on_retry: Callable[[], None] = lambda: None) -> None:
         self._build = build
+        self.retried = on_retry
         self._start()
         reset_in_child(self._start)
+        retries.watch(self)
+
+    def runs_on(self, thread: threading.Thread) -> bool:
+        return thread in (self.client.consumers or ())
 
     def _start(self) -> None:
         """A fresh Segment client; in a forked child, the parent's queue and dead

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Dict, Iterable
 
-COUNTERS = ("accepted", "dropped", "failed")
+COUNTERS = ("accepted", "retried", "dropped", "failed")
 
 
 class DeliveryStats:
@@ -19,7 +19,8 @@ class DeliveryStats:
 
     def snapshot(self, intake_pending: int, leg_pending: Dict[str, int]) -> Dict[str, Dict[str, int]]:
         """Per leg: ``queued`` (waiting in our queue or the leg's), ``delivered``
-        (handed to the leg, no longer queued there and not failed), ``dropped``
+        (handed to the leg, no longer queued there and not failed), ``retried``
+        (attempts the leg's client repeated after a failed one), ``dropped``
         (never handed over: a full queue, or exit came first) and ``failed``
         (the leg gave up after its retries)."""
         with self._lock:
@@ -28,6 +29,7 @@ class DeliveryStats:
             leg: {
                 "queued": intake_pending + leg_pending[leg],
                 "delivered": max(0, c["accepted"] - c["failed"] - leg_pending[leg]),
+                "retried": c["retried"],
                 "dropped": c["dropped"],
                 "failed": c["failed"],
             }

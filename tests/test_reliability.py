@@ -82,7 +82,9 @@ def test_outage_of_refused_connections_loses_nothing(capture_server):
     assert time.monotonic() - started < 1.0, "calls must not wait for the outage"
     client.flush()
     assert sorted(e["properties"]["i"] for e in capture_server.wait_for_events(300, timeout=15)) == list(range(300))
-    assert client.stats()["posthog"] == {"queued": 0, "delivered": 300, "dropped": 0, "failed": 0}
+    stats = client.stats()["posthog"]
+    assert stats.pop("retried") >= 1
+    assert stats == {"queued": 0, "delivered": 300, "dropped": 0, "failed": 0}
     client.shutdown()
 
 
@@ -95,8 +97,13 @@ def test_5xx_outage_on_both_legs_loses_nothing(capture_server, segment_server):
     client.flush()
     assert capture_server.event_count == 100
     assert segment_server.segment_count == 100
-    assert any(r.status == 503 for r in capture_server.requests)
-    assert any(r.status == 503 for r in segment_server.requests)
+    posthog_503s = sum(r.status == 503 for r in capture_server.requests)
+    segment_503s = sum(r.status == 503 for r in segment_server.requests)
+    assert posthog_503s > 0 and segment_503s > 0
+    stats = client.stats()
+    assert stats["posthog"]["retried"] == posthog_503s
+    assert stats["segment"]["retried"] == segment_503s
+    assert stats["posthog"]["failed"] == stats["segment"]["failed"] == 0
     client.shutdown()
 
 
@@ -110,6 +117,7 @@ def test_429_retry_after_is_honoured(capture_server):
     assert [r.status for r in capture_server.requests] == [429, 200]
     assert capture_server.event_count == 1
     assert waited >= 1.9, "the retry must wait out Retry-After: 2"
+    assert client.stats()["posthog"]["retried"] == 1
     client.shutdown()
 
 
@@ -188,8 +196,8 @@ def test_sixteen_threads_every_event_exactly_once_on_each_leg(capture_server, se
     assert len({e["uuid"] for e in capture_server.events}) == total
     assert len({m["messageId"] for m in segment_server.segment_messages}) == total
     assert client.stats() == {
-        "posthog": {"queued": 0, "delivered": total, "dropped": 0, "failed": 0},
-        "segment": {"queued": 0, "delivered": total, "dropped": 0, "failed": 0},
+        "posthog": {"queued": 0, "delivered": total, "retried": 0, "dropped": 0, "failed": 0},
+        "segment": {"queued": 0, "delivered": total, "retried": 0, "dropped": 0, "failed": 0},
     }
     client.shutdown()
 
