@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import ctypes
 import logging
+import sys
 import threading
 import time
 from typing import Callable, Deque, List, Optional, Tuple
@@ -32,13 +34,32 @@ log = logging.getLogger("analytics_posthog")
 Item = Tuple[Message, contextvars.Context]
 
 #: The app counts as idle once no call has arrived for this long.
-QUIET = 0.002
+QUIET = 0.0005
 #: How often the worker looks again while messages wait for a quiet moment.
 BUSY_POLL = 0.001
 #: How often an idle worker looks for messages (the delivery latency floor).
 IDLE_POLL = 0.05
 #: Past this many waiting messages, deliver even while the app is busy.
 BACKLOG = 1000
+#: Linux ``prctl`` option setting the calling thread's timer slack.
+_PR_SET_TIMERSLACK = 29
+
+
+def sharpen_sleeps() -> None:
+    """Ask Linux for 1 ns of timer slack, for the calling thread only.
+
+    Every sleep on Linux, ``sleep(0)`` included, lasts at least the thread's
+    timer slack: 50 µs by default, about 100 µs measured on our benchmark
+    VM. The worker sleeps between messages to hand the interpreter back to
+    the app, so that slack was CPU time taken out of the app's idle gaps
+    (22 µs a sleep with 1 ns of slack on the same VM).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 class Dispatcher:
@@ -109,6 +130,7 @@ class Dispatcher:
                 self._thread = thread
 
     def _run(self) -> None:
+        sharpen_sleeps()
         items = self._messages
         while not (self._stopping and not items):
             self._wake.wait(BUSY_POLL if items else IDLE_POLL)
