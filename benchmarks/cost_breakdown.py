@@ -1,0 +1,106 @@
+"""CPU cost of each stage an event goes through, one thread, no HTTP.
+
+Where the time of ``run.py``'s web and throughput scenarios goes: for each
+contender, the work done on the caller's thread and the work its background
+threads do later (mapping, posthog's ``capture()``, the consumer's per-event
+JSON sizing and its share of a 100-event batch body). Everything here holds
+the interpreter lock, so in a busy process the totals are what each event
+takes away from the app, wherever it runs. The posthog clients use
+``send=False`` (posthog then runs the whole of ``capture()`` but does not
+queue the event), so the HTTP exchange itself is not included.
+
+    .venv/bin/python benchmarks/cost_breakdown.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import posthog  # noqa: E402
+import posthog.client  # noqa: E402
+import posthog.utils  # noqa: E402
+from posthog.request import DatetimeSerializer as PostHogSerializer  # noqa: E402
+from segment.analytics import Client as SegmentClient  # noqa: E402
+from segment.analytics.request import DatetimeSerializer as SegmentSerializer  # noqa: E402
+
+from _contenders import PAYLOADS, _capture_caller, _track_caller  # noqa: E402
+
+import analytics_posthog  # noqa: E402
+from analytics_posthog.mapping import to_posthog  # noqa: E402
+from analytics_posthog.posthog_leg import PostHogLeg  # noqa: E402
+
+BATCH = 100
+UNPATCHED_SYSTEM_CONTEXT = posthog.utils.system_context
+
+
+def per_call(fn: Callable[[], Any], n: int = 2000, repeats: int = 5) -> float:
+    """Best of ``repeats`` runs, µs per call: the least disturbed by the rest of the machine."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - started) / n)
+    return best * 1e6
+
+
+def capturing(client_kwargs: Dict[str, Any]) -> Tuple[posthog.Client, List[Dict[str, Any]]]:
+    """A posthog client that keeps the final events (after enrichment) it would have queued."""
+    seen: List[Dict[str, Any]] = []
+    return posthog.Client("phc_x", send=False, before_send=lambda m: seen.append(m) or m, **client_kwargs), seen
+
+
+def consumer_costs(event: Dict[str, Any]) -> List[Tuple[str, float]]:
+    batch = [event] * BATCH
+    return [
+        ("  consumer: size check", per_call(lambda: len(json.dumps(event, cls=PostHogSerializer).encode()))),
+        ("  consumer: batch body, per event", per_call(lambda: json.dumps({"batch": batch}, cls=PostHogSerializer), n=40) / BATCH),
+    ]
+
+
+def stages(payload: str) -> Dict[str, List[Tuple[str, float]]]:
+    segment = SegmentClient("wk", send=False)
+    ok, seg_msg = _track_caller(segment, payload)()
+    seg_batch = [seg_msg] * BATCH
+    rows: Dict[str, List[Tuple[str, float]]] = {
+        "segment": [
+            ("caller: track()", per_call(_track_caller(segment, payload))),
+            ("  consumer: batch body, per event", per_call(lambda: json.dumps({"batch": seg_batch}, cls=SegmentSerializer), n=40) / BATCH),
+        ]
+    }
+
+    posthog.client.system_context = UNPATCHED_SYSTEM_CONTEXT
+    ph, seen = capturing({})
+    capture = _capture_caller(ph, payload)
+    rows["posthog"] = [("caller: capture()", per_call(capture))] + consumer_costs(seen[-1])
+
+    ours = analytics_posthog.Client(posthog_api_key="phc_x", send=False)
+    ok, msg = _track_caller(ours, payload)()
+    client, seen = capturing({})
+    leg = PostHogLeg(client, "segment_group")  # memoises posthog's system context, as our client does
+    rows["ours"] = [
+        ("caller: track()", per_call(_track_caller(ours, payload))),
+        ("  background: mapping", per_call(lambda: to_posthog(msg, "segment_group"))),
+        ("  background: mapping + capture()", per_call(lambda: leg.send(msg))),
+    ] + consumer_costs(seen[-1])
+    return rows
+
+
+def main() -> None:
+    print("| contender | payload | stage | µs per event |\n|---|---|---|---:|")
+    for payload in PAYLOADS:
+        for name, rows in stages(payload).items():
+            total = sum(cost for label, cost in rows if label != "  background: mapping")
+            for label, cost in rows:
+                print("| %s | %s | %s | %.1f |" % (name, payload, label, cost))
+            print("| %s | %s | **total** | **%.1f** |" % (name, payload, total))
+
+
+if __name__ == "__main__":
+    main()
