@@ -21,6 +21,7 @@ functions leaves its retries as they are, uncounted.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -30,6 +31,8 @@ from typing import Any, Callable, Optional, Protocol
 from posthog import capture_v1 as posthog_capture_v1
 from posthog import consumer as posthog_consumer
 from segment.analytics import consumer as segment_consumer
+
+log = logging.getLogger("analytics_posthog")
 
 #: Segment's client adds up to this fraction of each wait.
 JITTER = 0.1
@@ -59,11 +62,15 @@ def jitter(attempt_index: int) -> float:
 
 
 def _count_retry() -> None:
+    """Runs inside the libraries' retry loops: counting must never end a retry."""
     thread = threading.current_thread()
-    for leg in list(_watched):
-        if leg.runs_on(thread):
-            leg.retried()
-            return
+    try:
+        for leg in list(_watched):
+            if leg.runs_on(thread):
+                leg.retried()
+                return
+    except Exception:
+        log.exception("analytics_posthog: counting a retry failed")
 
 
 def _jittered(backoff: Callable[[int, Optional[float]], None]) -> Callable[[int, Optional[float]], None]:
