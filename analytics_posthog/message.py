@@ -21,6 +21,7 @@ from segment.analytics.utils import clean as segment_clean
 from segment.analytics.utils import guess_timezone
 from segment.analytics.utils import log as segment_log
 
+from analytics_posthog.fast_clean import with_fast_path
 from analytics_posthog.message_ids import new_message_id
 from analytics_posthog.version import VERSION
 
@@ -28,6 +29,8 @@ Message = Dict[str, Any]
 
 LIBRARY = {"name": "analytics-posthog", "version": VERSION}
 _encode = DatetimeSerializer().encode
+#: Segment's ``clean``, with the fast path for plain JSON values.
+clean = with_fast_path(segment_clean, segment_log)
 
 
 def identify(
@@ -243,37 +246,3 @@ def _finish(msg: Message) -> Message:
     if len(_encode(msg).encode()) > MAX_MSG_SIZE:
         raise RuntimeError("Message exceeds %skb limit. (%s)", str(int(MAX_MSG_SIZE / 1024)), str(msg))
     return msg
-
-
-#: Types Segment's ``clean`` returns unchanged; checked by exact type, so
-#: subclasses still go through Segment's own ``clean``.
-_UNCHANGED = frozenset({str, int, float, bool, type(None)})
-
-
-def clean(item: Any) -> Any:
-    """Segment's ``clean``, with a fast path for the plain JSON types most
-    properties are made of (its ``numbers.Number`` check is an ABC lookup that
-    dominates the cost of a call); anything else is Segment's own code."""
-    kind = type(item)
-    if kind in _UNCHANGED:
-        return item
-    if kind is dict:
-        data = {}
-        for key, value in item.items():
-            if type(value) in _UNCHANGED:
-                data[key] = value
-                continue
-            try:
-                data[key] = clean(value)
-            except TypeError:
-                segment_log.warning(
-                    'Dictionary values must be serializeable to JSON "%s" value %s of type %s is unsupported.',
-                    key,
-                    value,
-                    type(value),
-                )
-        return data
-    if kind is list:
-        return [clean(value) for value in item]
-    return segment_clean(item)
-

@@ -6,14 +6,12 @@ calls ``capture()``.
 
 from __future__ import annotations
 
-import functools
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
 import posthog
-import posthog.client as posthog_client_module
 
-from analytics_posthog import retries
+from analytics_posthog import posthog_speedups, retries
 from analytics_posthog.mapping import to_posthog
 from analytics_posthog.message import Message
 
@@ -34,7 +32,7 @@ class PostHogLeg:
         self.group_type = group_type
         self.retried = on_retry
         install_context_os(client)
-        remember_system_context()
+        posthog_speedups.install()
         retries.watch(self)
 
     def runs_on(self, thread: threading.Thread) -> bool:
@@ -109,19 +107,6 @@ def build_client(
         timeout=timeout,
         thread=thread,
     )
-
-
-def remember_system_context() -> None:
-    """Compute posthog's server context (Python version, OS through ``distro``)
-    once per process instead of on every ``capture()``, where it is about half
-    of posthog's cost per event. The values cannot change while the process
-    runs, so the wire is unchanged; every posthog client in the process gets
-    the speed-up. If a posthog release moves the function, nothing happens.
-    """
-    current = getattr(posthog_client_module, "system_context", None)
-    if current is None or hasattr(current, "cache_info"):
-        return
-    posthog_client_module.system_context = functools.lru_cache(maxsize=1)(current)
 
 
 def install_context_os(client: posthog.Client) -> None:

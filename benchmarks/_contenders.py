@@ -117,13 +117,14 @@ def _segment_client(url: str, **kw: Any) -> Any:
 
 
 def _posthog_client(url: str, **kw: Any) -> Any:
-    """posthog as its users run it: analytics_posthog memoizes posthog's
-    per-capture OS lookup process-wide, so undo that for this contender."""
+    """posthog as its users run it: analytics_posthog speeds up some of
+    posthog's functions process-wide (``posthog_speedups``), so undo that for
+    this contender (the next ``ours`` client puts them back)."""
     import posthog
-    import posthog.client
-    import posthog.utils
 
-    posthog.client.system_context = posthog.utils.system_context
+    from analytics_posthog import posthog_speedups
+
+    posthog_speedups.restore()
     return posthog.Client("phc_x", host=url, **kw)
 
 
