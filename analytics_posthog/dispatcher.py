@@ -4,12 +4,12 @@ A call only builds its Segment message and appends it here; mapping and both
 legs' work happen on one background thread. Because that thread competes
 with the app's request threads for the interpreter lock, it stays out of the
 way while calls keep arriving: it works once the app has been quiet for
-QUIET seconds (between requests), yields the interpreter between messages
-so a request that starts meanwhile waits for one message at most, and only
-works through busy periods, flat out, when the backlog passes BACKLOG or
-``flush()`` asks for it. It is
-never woken by a call, only by its own timer, ``flush()`` and ``stop()``,
-so a call never hands the interpreter to it.
+QUIET seconds (between requests; it sleeps until that moment), yields the
+interpreter between messages so a request that starts meanwhile waits for
+one message at most, and only works through busy periods, flat out, when the
+backlog passes BACKLOG or ``flush()`` asks for it. It is never woken by a
+call, only by its own timer, ``flush()`` and ``stop()``, so a call never
+hands the interpreter to it.
 
 Each message carries a copy of the caller's contextvars, so posthog's own
 contexts and the web hooks' request context apply to it when it is delivered.
@@ -35,7 +35,7 @@ Item = Tuple[Message, contextvars.Context]
 
 #: The app counts as idle once no call has arrived for this long.
 QUIET = 0.0005
-#: How often the worker looks again while messages wait for a quiet moment.
+#: How often the worker looks again while every leg is backed up.
 BUSY_POLL = 0.001
 #: How often an idle worker looks for messages (the delivery latency floor).
 IDLE_POLL = 0.05
@@ -132,14 +132,19 @@ class Dispatcher:
     def _run(self) -> None:
         sharpen_sleeps()
         items = self._messages
+        wait = IDLE_POLL
         while not (self._stopping and not items):
-            self._wake.wait(BUSY_POLL if items else IDLE_POLL)
+            self._wake.wait(wait)
             self._wake.clear()
+            wait = IDLE_POLL
             while items:
                 if not self._urgent and not self._ready():
+                    wait = BUSY_POLL
                     break
                 pressed = self._urgent or len(items) >= BACKLOG
-                if not pressed and time.monotonic() - self._last_put < QUIET:
+                until_quiet = QUIET - (time.monotonic() - self._last_put)
+                if not pressed and until_quiet > 0:
+                    wait = until_quiet
                     break
                 self._delivering = True
                 msg, context = self._take()
