@@ -10,11 +10,17 @@ from analytics_posthog.message_ids import IDS_PER_READ, new_message_id
 
 
 def test_ids_are_uuid4_strings_like_segments():
-    for value in (new_message_id() for _ in range(3 * IDS_PER_READ)):
+    values = [new_message_id() for _ in range(3 * IDS_PER_READ)]
+    for value in values:
         parsed = uuid.UUID(value)
         assert str(parsed) == value
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+    # Every bit uuid4 leaves random stays random: the variant digit takes all
+    # four of its values, and every other hex digit all sixteen of its own.
+    assert {value[19] for value in values} == set("89ab")
+    for position in (0, 7, 9, 15, 20, 35):
+        assert {value[position] for value in values} == set("0123456789abcdef")
 
 
 def test_ids_never_repeat_across_refills_and_threads():
