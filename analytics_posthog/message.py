@@ -10,6 +10,7 @@ defaults, same ``require`` order, same keys), which is what makes the returned
 
 from __future__ import annotations
 
+import marshal
 from datetime import datetime
 from typing import Any, Dict, Optional
 
@@ -28,6 +29,7 @@ from analytics_posthog.version import VERSION
 Message = Dict[str, Any]
 
 LIBRARY = {"name": "analytics-posthog", "version": VERSION}
+JSON_PER_MARSHAL_BYTE = 8
 _encode = DatetimeSerializer().encode
 #: Segment's ``clean``, with the fast path for plain JSON values.
 clean = with_fast_path(segment_clean, segment_log)
@@ -240,9 +242,25 @@ def _finish(msg: Message) -> Message:
     msg["userId"] = stringify_id(msg.get("userId", None))
     msg["anonymousId"] = stringify_id(msg.get("anonymousId", None))
 
-    msg = clean(msg)
+    unusual: list = []
+    msg = clean(msg, unusual)
     msg["context"]["library"] = LIBRARY
 
-    if len(_encode(msg).encode()) > MAX_MSG_SIZE:
+    if (unusual or not certainly_fits(msg)) and len(_encode(msg).encode()) > MAX_MSG_SIZE:
         raise RuntimeError("Message exceeds %skb limit. (%s)", str(int(MAX_MSG_SIZE / 1024)), str(msg))
     return msg
+
+
+def certainly_fits(msg: Message) -> bool:
+    """Whether Segment's JSON for ``msg`` is within MAX_MSG_SIZE, from its
+    ``marshal`` size, which C computes about 3.5 times faster than the JSON.
+
+    Only for a message that cleaning found to hold nothing but dicts, lists
+    and plain values under ``str`` keys. Each such value's JSON, with the
+    ``", "`` that follows it, is at most JSON_PER_MARSHAL_BYTE times its
+    marshal (version 2, which never shares repeated objects): ``false`` is
+    5 characters + 2 for 1 byte; a string's characters escape to at most 6
+    for each UTF-8 byte; numbers and containers are wider in marshal than in
+    JSON. A message over the bound gets Segment's own exact check.
+    """
+    return JSON_PER_MARSHAL_BYTE * len(marshal.dumps(msg, 2)) <= MAX_MSG_SIZE

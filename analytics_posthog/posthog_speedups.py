@@ -33,7 +33,7 @@ import posthog.client as posthog_client
 import posthog.request as posthog_request
 import posthog.utils as posthog_utils
 
-from analytics_posthog.fast_clean import with_fast_path
+from analytics_posthog.fast_clean import Clean, with_fast_path
 
 _ORIGINALS: Dict[str, Any] = {
     "system_context": getattr(posthog_client, "system_context", None),
@@ -50,7 +50,7 @@ def install() -> None:
         if system_context is not None and posthog_client.system_context is system_context:
             posthog_client.system_context = functools.lru_cache(maxsize=1)(system_context)
         if clean is not None and posthog_client.clean is clean:
-            posthog_client.clean = with_fast_path(clean, getattr(posthog_utils, "log", logging.getLogger("posthog")))
+            posthog_client.clean = _one_argument(with_fast_path(clean, getattr(posthog_utils, "log", logging.getLogger("posthog"))))
         if encode is not None and posthog_request.DatetimeSerializer.__dict__["encode"] is encode:
             posthog_request.DatetimeSerializer.encode = _finite_first(encode)  # type: ignore[method-assign,assignment]
 
@@ -65,6 +65,15 @@ def restore() -> None:
                 posthog_request.DatetimeSerializer.encode = original  # type: ignore[method-assign,assignment]
             else:
                 setattr(posthog_client, name, original)
+
+
+def _one_argument(clean: Clean) -> Callable[[Any], Any]:
+    """posthog's signature, ``clean(item)``."""
+
+    def fast_clean(item: Any) -> Any:
+        return clean(item, [])
+
+    return fast_clean
 
 
 def _finite_first(encode: Callable[[Any, Any], str]) -> Callable[[Any, Any], str]:
