@@ -7,9 +7,11 @@ way while calls keep arriving: it works once the app has been quiet for
 QUIET seconds (between requests; it sleeps until that moment), yields the
 interpreter between messages so a request that starts meanwhile waits for
 one message at most, and only works through busy periods, flat out, when the
-backlog passes BACKLOG or ``flush()`` asks for it. It is never woken by a
-call, only by its own timer, ``flush()`` and ``stop()``, so a call never
-hands the interpreter to it.
+backlog passes BACKLOG or ``flush()`` asks for it. A call wakes it only
+when it has nothing to do (the first call of a burst), so that it can time
+the burst's end: otherwise it would notice new messages only at its next idle
+poll, and a burst would find it asleep and pile up. Waking it never hands it
+the interpreter: it waits for the app to give the lock up.
 
 Each message carries a copy of the caller's contextvars, so posthog's own
 contexts and the web hooks' request context apply to it when it is delivered.
@@ -37,7 +39,7 @@ Item = Tuple[Message, contextvars.Context]
 QUIET = 0.0005
 #: How often the worker looks again while every leg is backed up.
 BUSY_POLL = 0.001
-#: How often an idle worker looks for messages (the delivery latency floor).
+#: How often an idle worker looks for messages when no call woke it.
 IDLE_POLL = 0.05
 #: Past this many waiting messages, deliver even while the app is busy.
 BACKLOG = 1000
@@ -86,6 +88,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._done = threading.Condition()
         self._urgent = 0
+        self._idle = False
         self._delivering = False
         self._stopping = False
 
@@ -102,7 +105,10 @@ class Dispatcher:
             self._messages.append(msg)
             self._contexts.append(context)
         self._last_put = time.monotonic()
-        if self._thread is None:
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+        elif self._thread is None:
             self._start()
         return True
 
@@ -132,9 +138,10 @@ class Dispatcher:
     def _run(self) -> None:
         sharpen_sleeps()
         items = self._messages
-        wait = IDLE_POLL
+        wait = 0.0
         while not (self._stopping and not items):
             self._wake.wait(wait)
+            self._idle = False
             self._wake.clear()
             wait = IDLE_POLL
             while items:
@@ -159,6 +166,12 @@ class Dispatcher:
             if not items:
                 with self._done:
                     self._done.notify_all()
+                # Set before looking again, so a call that appends after this
+                # look sees the flag and wakes us.
+                self._idle = True
+                if items:
+                    self._idle = False
+                    wait = 0
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Deliver now, whatever the app is doing; wait until every queued

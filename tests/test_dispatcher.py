@@ -1,0 +1,53 @@
+"""The dispatcher's timing: a call finds it asleep and wakes it, once per burst."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from analytics_posthog import dispatcher
+
+
+def test_a_call_wakes_an_idle_dispatcher_instead_of_waiting_for_its_poll(monkeypatch):
+    monkeypatch.setattr(dispatcher, "IDLE_POLL", 60.0)
+    delivered = []
+    arrived = threading.Semaphore(0)
+
+    def deliver(msg):
+        delivered.append(msg)
+        arrived.release()
+
+    queue = dispatcher.Dispatcher(deliver, 100, lambda: True)
+    try:
+        for burst in range(3):
+            queue.put({"n": burst})
+            # Without the wake, the second and third bursts would wait for the 60 s poll.
+            assert arrived.acquire(timeout=10)
+            deadline = time.monotonic() + 10
+            while not queue._idle and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert queue._idle
+        assert delivered == [{"n": 0}, {"n": 1}, {"n": 2}]
+    finally:
+        queue.stop(10)
+
+
+def test_calls_in_a_burst_wake_it_at_most_once(monkeypatch):
+    monkeypatch.setattr(dispatcher, "QUIET", 60.0)
+    queue = dispatcher.Dispatcher(lambda msg: None, 1000, lambda: True)
+    wakes = []
+    original_set = queue._wake.set
+    try:
+        queue.put({"n": -1})
+        deadline = time.monotonic() + 10
+        while queue._thread is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        queue._wake.set = lambda: (wakes.append(1), original_set())[1]  # type: ignore[method-assign]
+        for n in range(200):
+            queue.put({"n": n})
+        # The worker is waiting for the app to go quiet (60 s here): it is not idle.
+        assert wakes == []
+        assert queue.pending == 201
+    finally:
+        queue._wake.set = original_set  # type: ignore[method-assign]
+        queue.stop(10)
