@@ -6,22 +6,25 @@ calls ``capture()``.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
 import posthog
+import posthog.client as posthog_client
 
 from analytics_posthog import posthog_speedups, retries
 from analytics_posthog.mapping import to_posthog
 from analytics_posthog.message import Message
 
-#: posthog's ``capture()`` overwrites ``$os``/``$os_version`` with the server's
-#: own OS. The end user's OS from ``context.os`` travels under this key and is
-#: put back by the ``before_send`` hook, after posthog's enrichment.
-CONTEXT_OS_KEY = "$analytics_posthog_context_os"
 _OS_PROPERTIES = ("$os", "$os_version")
-
-BeforeSend = Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]
+#: The end user's OS (``context.os``) for the event being captured. posthog's
+#: ``capture()`` adds the server's own ``$os``/``$os_version`` from
+#: ``system_context()`` over the event's properties; ``install_context_os``
+#: makes that function answer with this instead while we capture.
+_context_os: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar(
+    "analytics_posthog_context_os", default=None
+)
 
 
 class PostHogLeg:
@@ -31,8 +34,8 @@ class PostHogLeg:
         self.client = client
         self.group_type = group_type
         self.retried = on_retry
-        install_context_os(client)
         posthog_speedups.install()
+        install_context_os()
         retries.watch(self)
 
     def runs_on(self, thread: threading.Thread) -> bool:
@@ -44,20 +47,22 @@ class PostHogLeg:
         if event is None:
             return True
         properties = event.properties
-        context_os = {name: properties.pop(name) for name in _OS_PROPERTIES if name in properties}
-        if context_os:
-            properties[CONTEXT_OS_KEY] = context_os
-        return (
-            self.client.capture(
-                event.event,
-                distinct_id=event.distinct_id,
-                properties=properties,
-                timestamp=event.timestamp,
-                uuid=event.uuid,
-                disable_geoip=event.disable_geoip,
+        context_os = {name: properties[name] for name in _OS_PROPERTIES if name in properties}
+        token = _context_os.set(context_os or None)
+        try:
+            return (
+                self.client.capture(
+                    event.event,
+                    distinct_id=event.distinct_id,
+                    properties=properties,
+                    timestamp=event.timestamp,
+                    uuid=event.uuid,
+                    disable_geoip=event.disable_geoip,
+                )
+                is not None
             )
-            is not None
-        )
+        finally:
+            _context_os.reset(token)
 
     @property
     def pending(self) -> int:
@@ -109,21 +114,23 @@ def build_client(
     )
 
 
-def install_context_os(client: posthog.Client) -> None:
-    """Wrap the client's ``before_send`` (once) so the context OS wins.
+def install_context_os() -> None:
+    """Wrap posthog's ``system_context()`` (once per process) so the end user's
+    OS wins over the server's in the events we capture.
 
-    A client the app handed in keeps its own hook, which runs after ours and
-    sees the final properties.
+    This replaced a ``before_send`` hook, after which posthog cleans the whole
+    event a second time; every other caller (an app's own use of its posthog
+    client) still gets the server's OS.
     """
-    current = client.before_send
-    if getattr(current, "restores_context_os", False):
+    current = posthog_client.system_context
+    if getattr(current, "answers_context_os", False):
         return
 
-    def before_send(msg: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-        properties = msg.get("properties")
-        if isinstance(properties, dict):
-            properties.update(properties.pop(CONTEXT_OS_KEY, None) or {})
-        return current(msg) if current is not None else msg
+    def system_context() -> Dict[str, Any]:
+        own = current()
+        context_os = _context_os.get()
+        return {**own, **context_os} if context_os else own
 
-    before_send.restores_context_os = True  # type: ignore[attr-defined]
-    client.before_send = before_send
+    system_context.answers_context_os = True  # type: ignore[attr-defined]
+    system_context.__wrapped__ = current  # type: ignore[attr-defined]
+    posthog_client.system_context = system_context

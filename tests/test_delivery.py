@@ -233,7 +233,7 @@ def test_posthog_server_context_is_computed_once_with_the_same_values(capture_se
     import posthog.utils
 
     Client(posthog_api_key="phc_test", posthog_host=capture_server.url, sync_mode=True).track("u1", "e")
-    assert hasattr(posthog.client.system_context, "cache_info")
+    assert hasattr(posthog.client.system_context.__wrapped__, "cache_info")
     assert posthog.client.system_context() == posthog.utils.system_context()
     props = capture_server.wait_for_events(1)[0]["properties"]
     assert props["$python_version"] == posthog.utils.system_context()["$python_version"]
