@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import time
+import weakref
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -110,6 +111,7 @@ class Client(object):
         self.legs: List[Leg] = []
         if not send:
             return
+        self._built_posthog: Optional[posthog.Client] = None
         if posthog_client is not None or keys.posthog_api_key:
             client = posthog_client or posthog_leg.build_client(
                 keys.posthog_api_key or "",
@@ -126,6 +128,8 @@ class Client(object):
                 upload_size=upload_size,
                 upload_interval=upload_interval,
             )
+            if posthog_client is None:
+                self._built_posthog = client
             self.legs.append(posthog_leg.PostHogLeg(client, group_type, self._retried("posthog")))
         else:
             self.log.warning(POSTHOG_MISSING_MESSAGE)
@@ -163,7 +167,8 @@ class Client(object):
         self._dispatcher = Dispatcher(self._deliver, max_queue_size, self._legs_ready)
         reset_in_child(self._reset_stats)
         if not sync_mode:
-            atexit.register(self._at_exit)
+            self._exit_hook = _exit_hook(self)
+            atexit.register(self._exit_hook)
 
     def identify(
         self,
@@ -356,12 +361,23 @@ class Client(object):
             leg.flush(None)
 
     def join(self) -> None:
-        """Deliver what is queued, then end the background threads."""
+        """Deliver what is queued, then end the background threads.
+
+        As in Segment, the client is done with after this. Its exit handlers
+        go too (ours, and that of the posthog client we built, which posthog
+        never removes), so a client made for one job is freed once the app
+        drops it.
+        """
         if not self.legs:
             return
         self._dispatcher.stop()
         for leg in self.legs:
             leg.join()
+        if not self.sync_mode:
+            atexit.unregister(self._exit_hook)
+        posthog_exit = getattr(self._built_posthog, "_atexit", None)
+        if posthog_exit is not None:
+            atexit.unregister(posthog_exit)
 
     def shutdown(self) -> None:
         """Flush all messages and cleanly shut down the client."""
@@ -385,3 +401,16 @@ class Client(object):
             in_flight = leg.pending - len(left)
             if in_flight:
                 self.log.warning("%d message(s) were still in flight to %s at exit; their delivery is unknown", in_flight, leg.name)
+
+
+def _exit_hook(client: Client) -> Callable[[], None]:
+    """``client._at_exit`` through a weak reference: the exit handler list must
+    not keep a client alive that the app has dropped."""
+    ref = weakref.ref(client)
+
+    def at_exit() -> None:
+        live = ref()
+        if live is not None:
+            live._at_exit()
+
+    return at_exit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -48,6 +50,19 @@ def test_exit_without_flush_delivers_everything_to_both_legs(capture_server, seg
     assert capture_server.event_count == 3000
     assert segment_server.segment_count == 3000
     assert len({e["uuid"] for e in capture_server.events}) == 3000
+
+
+def test_a_shut_down_client_is_freed_with_its_posthog_client(capture_server, segment_server):
+    """A client made for one job (a Celery task, a script step) and shut down
+    leaves nothing behind: no exit handler keeps it, or posthog's, alive."""
+    client = dual_client(capture_server, segment_server)
+    client.track("u1", "One job")
+    client.shutdown()
+    assert capture_server.event_count == 1 and segment_server.segment_count == 1
+    refs = [weakref.ref(client), weakref.ref(client.legs[0].client), weakref.ref(client.legs[1].client)]
+    del client
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
 
 
 def test_exit_with_a_dead_leg_is_bounded_and_reports_the_loss(capture_server):
