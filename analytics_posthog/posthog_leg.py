@@ -25,6 +25,7 @@ _OS_PROPERTIES = ("$os", "$os_version")
 _context_os: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar(
     "analytics_posthog_context_os", default=None
 )
+_install_lock = threading.Lock()
 
 
 class PostHogLeg:
@@ -122,15 +123,16 @@ def install_context_os() -> None:
     event a second time; every other caller (an app's own use of its posthog
     client) still gets the server's OS.
     """
-    current = posthog_client.system_context
-    if getattr(current, "answers_context_os", False):
-        return
+    with _install_lock:
+        current = posthog_client.system_context
+        if getattr(current, "answers_context_os", False):
+            return
 
-    def system_context() -> Dict[str, Any]:
-        own = current()
-        context_os = _context_os.get()
-        return {**own, **context_os} if context_os else own
+        def system_context() -> Dict[str, Any]:
+            own = current()
+            context_os = _context_os.get()
+            return {**own, **context_os} if context_os else own
 
-    system_context.answers_context_os = True  # type: ignore[attr-defined]
-    system_context.__wrapped__ = current  # type: ignore[attr-defined]
-    posthog_client.system_context = system_context
+        system_context.answers_context_os = True  # type: ignore[attr-defined]
+        system_context.__wrapped__ = current  # type: ignore[attr-defined]
+        posthog_client.system_context = system_context

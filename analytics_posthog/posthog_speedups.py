@@ -56,7 +56,12 @@ def install() -> None:
 
 
 def restore() -> None:
-    """posthog's own functions again (the benchmarks measure posthog as its users run it)."""
+    """posthog's own functions again (the benchmarks measure posthog as its users run it).
+
+    This also removes the end user's OS from ``system_context()``
+    (``posthog_leg.install_context_os``) until the next ``PostHogLeg`` puts it
+    back: for benchmarks only, never while a client of ours is in use.
+    """
     with _lock:
         for name, original in _ORIGINALS.items():
             if original is None:

@@ -122,13 +122,21 @@ def test_only_segment_sends_to_segment_alone(capture_server):
 def test_shared_posthog_client(capture_server):
     import posthog
 
-    shared = posthog.Client("phc_shared", host=capture_server.url, sync_mode=True)
+    def app_hook(msg):
+        msg["properties"]["app_hook_saw"] = msg["properties"].get("$os")
+        return msg
+
+    shared = posthog.Client("phc_shared", host=capture_server.url, sync_mode=True, before_send=app_hook)
     client = Client(posthog_client=shared)
     assert client.legs[0].client is shared
+    assert shared.before_send is app_hook
     client.track("u1", "Through shared client", context={"os": {"name": "iOS", "version": "17"}})
     shared.capture("Direct", distinct_id="u1", properties={"mine": True})
     events = {e["event"]: e for e in capture_server.wait_for_events(2)}
     assert events["Through shared client"]["properties"]["$os"] == "iOS"
+    # The app's own hook runs on our events too, after the end user's OS is in place.
+    assert events["Through shared client"]["properties"]["app_hook_saw"] == "iOS"
+    assert events["Direct"]["properties"]["app_hook_saw"] == events["Direct"]["properties"]["$os"]
     assert events["Direct"]["properties"]["mine"] is True
     assert events["Direct"]["properties"]["$os"] != "iOS"
     assert "$analytics_posthog_context_os" not in events["Direct"]["properties"]
