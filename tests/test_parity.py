@@ -54,6 +54,7 @@ GOOD_CALLS = [
     ("track", (), dict(user_id="u1", event="Local timestamp", timestamp=T.astimezone(timezone(timedelta(hours=2))))),
     ("track", (), dict(user_id="u1", event="Old naive timestamp", timestamp=datetime(2020, 1, 1, 12, 0, 0))),
     ("track", (), dict(user_id="u1", event="Numeric message id", message_id=12345)),
+    ("track", (), dict(user_id="u1", event="Own library", context={"library": object(), "ip": "203.0.113.9"})),
     ("identify", ("u1", {"email": "a@example.com"}), {}),
     ("identify", (), dict(anonymous_id="anon-1", traits={"name": "Ann"})),
     ("identify", (), dict(user_id="u1", anonymous_id="anon-1", traits={}, context={"traits": {"x": 1}})),
@@ -122,6 +123,7 @@ def test_return_value_matches_segment(ours, theirs, method, args, kwargs):
         msg_ours["messageId"] = msg_theirs["messageId"]
     assert without_library(msg_ours) == without_library(msg_theirs)
     assert list(msg_ours) == list(msg_theirs)
+    assert list(msg_ours["context"]) == list(msg_theirs["context"])
     assert msg_ours["context"]["library"] == {"name": "analytics-posthog", "version": analytics_posthog.__version__}
 
 
