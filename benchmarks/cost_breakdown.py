@@ -2,8 +2,9 @@
 
 Where the time of ``run.py``'s web and throughput scenarios goes: for each
 contender, the work done on the caller's thread and the work its background
-threads do later (mapping, posthog's ``capture()``, the consumer's per-event
-JSON sizing and its share of a 100-event batch body). Everything here holds
+threads do later (mapping, posthog's ``capture()``, each consumer's per-event
+JSON sizing and its share of a 100-event batch body; for dual-write, the
+Segment leg's copy and Segment's consumer too). Everything here holds
 the interpreter lock, so in a busy process the totals are what each event
 takes away from the app, wherever it runs. The posthog contender runs
 posthog's own functions; ours runs them with ``posthog_speedups``. The
@@ -34,6 +35,7 @@ import analytics_posthog  # noqa: E402
 from analytics_posthog import posthog_speedups  # noqa: E402
 from analytics_posthog.mapping import to_posthog  # noqa: E402
 from analytics_posthog.posthog_leg import PostHogLeg  # noqa: E402
+from analytics_posthog.segment_leg import segment_message  # noqa: E402
 
 BATCH = 100
 
@@ -49,13 +51,18 @@ def per_call(fn: Callable[[], Any], n: int = 2000, repeats: int = 5) -> float:
     return best * 1e6
 
 
-def capturing(client_kwargs: Dict[str, Any]) -> Tuple[posthog.Client, List[Dict[str, Any]]]:
-    """A posthog client that keeps the final events (after enrichment) it would have queued."""
+def final_event(client_kwargs: Dict[str, Any], send: Callable[[posthog.Client], Any]) -> Dict[str, Any]:
+    """The event (after posthog's enrichment) that ``send`` makes a client queue.
+
+    A ``before_send`` hook sees it; the timed clients have none, since posthog
+    cleans the whole event again after the hook.
+    """
     seen: List[Dict[str, Any]] = []
-    return posthog.Client("phc_x", send=False, before_send=lambda m: seen.append(m) or m, **client_kwargs), seen
+    send(posthog.Client("phc_x", send=False, before_send=lambda m: seen.append(m) or m, **client_kwargs))
+    return seen[-1]
 
 
-def consumer_costs(event: Dict[str, Any]) -> List[Tuple[str, float]]:
+def posthog_consumer_costs(event: Dict[str, Any]) -> List[Tuple[str, float]]:
     batch = [event] * BATCH
     return [
         ("  consumer: size check", per_call(lambda: len(json.dumps(event, cls=PostHogSerializer).encode()))),
@@ -63,31 +70,39 @@ def consumer_costs(event: Dict[str, Any]) -> List[Tuple[str, float]]:
     ]
 
 
+def segment_consumer_costs(msg: Dict[str, Any], prefix: str = "  consumer") -> List[Tuple[str, float]]:
+    batch = [msg] * BATCH
+    return [
+        (prefix + ": size check", per_call(lambda: len(json.dumps(msg, cls=SegmentSerializer).encode()))),
+        (prefix + ": batch body, per event", per_call(lambda: json.dumps({"batch": batch}, cls=SegmentSerializer), n=40) / BATCH),
+    ]
+
+
 def stages(payload: str) -> Dict[str, List[Tuple[str, float]]]:
     segment = SegmentClient("wk", send=False)
     ok, seg_msg = _track_caller(segment, payload)()
-    seg_batch = [seg_msg] * BATCH
     rows: Dict[str, List[Tuple[str, float]]] = {
-        "segment": [
-            ("caller: track()", per_call(_track_caller(segment, payload))),
-            ("  consumer: batch body, per event", per_call(lambda: json.dumps({"batch": seg_batch}, cls=SegmentSerializer), n=40) / BATCH),
-        ]
+        "segment": [("caller: track()", per_call(_track_caller(segment, payload)))] + segment_consumer_costs(seg_msg)
     }
 
     posthog_speedups.restore()
-    ph, seen = capturing({})
-    capture = _capture_caller(ph, payload)
-    rows["posthog"] = [("caller: capture()", per_call(capture))] + consumer_costs(seen[-1])
+    rows["posthog"] = [
+        ("caller: capture()", per_call(_capture_caller(posthog.Client("phc_x", send=False), payload)))
+    ] + posthog_consumer_costs(final_event({}, lambda ph: _capture_caller(ph, payload)()))
 
     ours = analytics_posthog.Client(posthog_api_key="phc_x", send=False)
     ok, msg = _track_caller(ours, payload)()
-    client, seen = capturing({})
-    leg = PostHogLeg(client, "segment_group")  # puts posthog_speedups back, as our client does
+    leg = PostHogLeg(posthog.Client("phc_x", send=False), "segment_group")  # puts posthog_speedups back, as our client does
     rows["ours"] = [
         ("caller: track()", per_call(_track_caller(ours, payload))),
         ("  background: mapping", per_call(lambda: to_posthog(msg, "segment_group"))),
         ("  background: mapping + capture()", per_call(lambda: leg.send(msg))),
-    ] + consumer_costs(seen[-1])
+    ] + posthog_consumer_costs(final_event({}, lambda ph: PostHogLeg(ph, "segment_group").send(msg)))
+    rows["ours-dual"] = (
+        rows["ours"]
+        + [("  background: Segment leg's message", per_call(lambda: segment_message(msg)))]
+        + segment_consumer_costs(segment_message(msg), prefix="  Segment's consumer")
+    )
     return rows
 
 
