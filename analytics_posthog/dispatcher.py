@@ -209,3 +209,6 @@ class Dispatcher:
         thread.join(timeout)
         self._thread = None
         self._stopping = False
+        # A thread that ended idle must not leave the flag up: the next call
+        # would wake nobody instead of starting a thread.
+        self._idle = False

@@ -51,3 +51,20 @@ def test_calls_in_a_burst_wake_it_at_most_once(monkeypatch):
     finally:
         queue._wake.set = original_set  # type: ignore[method-assign]
         queue.stop(10)
+
+
+def test_a_call_after_stop_starts_a_new_worker():
+    delivered = []
+    queue = dispatcher.Dispatcher(delivered.append, 100, lambda: True)
+    queue.put({"n": 1})
+    assert queue.flush(10)
+    deadline = time.monotonic() + 10
+    while not queue._idle and time.monotonic() < deadline:
+        time.sleep(0.001)
+    queue.stop(10)
+    queue.put({"n": 2})
+    try:
+        assert queue.flush(10)
+        assert delivered == [{"n": 1}, {"n": 2}]
+    finally:
+        queue.stop(10)
