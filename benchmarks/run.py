@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -42,13 +43,13 @@ def progress(text: str) -> None:
 
 FULL = dict(
     call_batches=5, call_n=2000,
-    web_blocks=11, web_block_requests=120, web_warmup=60,
+    web_rounds=4, web_pairs=6, web_block_requests=120, web_warmup=60,
     thr_n=5000, thr_repeats=3,
     mem_events=100_000, mem_settle=45.0, mem_traced_events=10_000, mem_traced_settle=20.0,
 )
 QUICK = dict(
     call_batches=3, call_n=1000,
-    web_blocks=3, web_block_requests=150, web_warmup=30,
+    web_rounds=2, web_pairs=2, web_block_requests=120, web_warmup=30,
     thr_n=2000, thr_repeats=1,
     mem_events=20_000, mem_settle=30.0, mem_traced_events=0, mem_traced_settle=0.0,
 )
@@ -218,84 +219,133 @@ def run_block(size: int, requests: int, call: Optional[Callable[[], Any]]) -> Li
 
 
 def scenario_web(server: ServerProcess, cfg: Dict[str, Any], size: int) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    """Rounds of block pairs, the contenders in a rotating order within each round,
+    so that a slow spell of the machine falls on all of them rather than on one."""
     results = {}
-    blocks, per_block = cfg["web_blocks"], cfg["web_block_requests"]
+    per_block = cfg["web_block_requests"]
+    block_calls = CALLS_PER_REQUEST * per_block
     for payload in PAYLOADS:
-        for contender in CONTENDERS:
-            what = "web workload %s/%s" % (contender.name, payload)
-            progress(what)
-            server.reset()
-            client = contender.make(server.url)
-            call = contender.caller(client, payload)
-            calls = 0
-            base_times: List[List[float]] = []
-            with_times: List[List[float]] = []
-            leftovers: List[float] = []
-            note = None
-            try:
-                run_block(size, cfg["web_warmup"], call)
-                calls += CALLS_PER_REQUEST * cfg["web_warmup"]
-                drain(client, what)
-                for _ in range(blocks):
-                    base_times.append(run_block(size, per_block, None))
+        runs: Dict[str, Dict[str, List[Any]]] = {
+            c.name: {"added": [], "left": [], "base": [], "with": [], "notes": []} for c in CONTENDERS
+        }
+        for round_no in range(cfg["web_rounds"]):
+            shift = round_no % len(CONTENDERS)
+            for contender in CONTENDERS[shift:] + CONTENDERS[:shift]:
+                what = "web workload %s/%s, round %d" % (contender.name, payload, round_no + 1)
+                progress(what)
+                run = runs[contender.name]
+                server.reset()
+                client = contender.make(server.url)
+                call = contender.caller(client, payload)
+                calls = 0
+                try:
+                    run_block(size, cfg["web_warmup"], call)
+                    calls += CALLS_PER_REQUEST * cfg["web_warmup"]
                     drain(client, what)
-                    with_times.append(run_block(size, per_block, call))
-                    calls += CALLS_PER_REQUEST * per_block
-                    cpu = time.process_time()
-                    drain(client, what)  # nothing of the client's left to do during the next baseline
-                    leftovers.append(time.process_time() - cpu)
-            except Lost as error:
-                note = str(error)
-            note = finish(server, client, contender, calls, what) or note
-            block_calls = CALLS_PER_REQUEST * per_block
-            added = [
-                ((statistics.fmean(w) - statistics.fmean(b)) * per_block + left) / block_calls * 1e6
-                for b, w, left in zip(base_times, with_times, leftovers)
-            ]
-            flat_base = [t for block in base_times for t in block]
-            flat_with = [t for block in with_times for t in block]
-            results[(contender.name, payload)] = {
+                    for _ in range(cfg["web_pairs"]):
+                        base = run_block(size, per_block, None)
+                        drain(client, what)
+                        with_calls = run_block(size, per_block, call)
+                        calls += block_calls
+                        cpu = time.process_time()
+                        drain(client, what)  # nothing of the client's left to do during the next baseline
+                        left = time.process_time() - cpu
+                        run["added"].append(
+                            ((statistics.fmean(with_calls) - statistics.fmean(base)) * per_block + left) / block_calls * 1e6
+                        )
+                        run["left"].append(left / block_calls * 1e6)
+                        run["base"].append(base)
+                        run["with"].append(with_calls)
+                except Lost as error:
+                    run["notes"].append(str(error))
+                note = finish(server, client, contender, calls, what)
+                if note:
+                    run["notes"].append(note)
+        for name, run in runs.items():
+            added = run["added"]
+            flat_base = [t for block in run["base"] for t in block]
+            flat_with = [t for block in run["with"] for t in block]
+            results[(name, payload)] = {
                 "added": statistics.median(added) if added else None,
-                "added_range": (min(added), max(added)) if added else (None, None),
-                "base_mean": statistics.median([statistics.fmean(b) for b in base_times]) * 1e6 if base_times else None,
-                "with_mean": statistics.median([statistics.fmean(w) for w in with_times]) * 1e6 if with_times else None,
+                "added_samples": added,
+                "added_ci": median_ci(added),
+                "base_mean": statistics.median([statistics.fmean(b) for b in run["base"]]) * 1e6 if run["base"] else None,
+                "with_mean": statistics.median([statistics.fmean(w) for w in run["with"]]) * 1e6 if run["with"] else None,
                 "base_p50": pct(flat_base, 0.5) * 1e6 if flat_base else None,
                 "base_p99": pct(flat_base, 0.99) * 1e6 if flat_base else None,
                 "p50": pct(flat_with, 0.5) * 1e6 if flat_with else None,
                 "p99": pct(flat_with, 0.99) * 1e6 if flat_with else None,
-                "leftover": statistics.median(leftovers) / block_calls * 1e6 if leftovers else None,
-                "note": note,
+                "leftover": statistics.median(run["left"]) if run["left"] else None,
+                "note": "; ".join(run["notes"]) or None,
             }
     return results
+
+
+BOOTSTRAP = 2000
+
+
+def median_ci(samples: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:
+    """95% bootstrap interval of the median: how far the figure could move on a rerun."""
+    if len(samples) < 2:
+        return None, None
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(samples, k=len(samples))) for _ in range(BOOTSTRAP))
+    return medians[int(0.025 * BOOTSTRAP)], medians[int(0.975 * BOOTSTRAP) - 1]
+
+
+def ratio_ci(ours: Sequence[float], theirs: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:
+    """95% bootstrap interval of median(ours) / median(theirs), each resampled on its own."""
+    if len(ours) < 2 or len(theirs) < 2:
+        return None, None
+    rng = random.Random(1)
+    ratios = []
+    for _ in range(BOOTSTRAP):
+        denominator = statistics.median(rng.choices(theirs, k=len(theirs)))
+        if denominator > 0:
+            ratios.append(statistics.median(rng.choices(ours, k=len(ours))) / denominator)
+    if len(ratios) < BOOTSTRAP // 2:
+        return None, None
+    ratios.sort()
+    return ratios[int(0.025 * len(ratios))], ratios[int(0.975 * len(ratios)) - 1]
 
 
 def report_web(res: Dict[Tuple[str, str], Dict[str, Any]], cfg: Dict[str, Any], size: int, work_us: float) -> str:
     rows = []
     for payload in PAYLOADS:
-        seg = res[("segment", payload)]["added"]
+        seg = res[("segment", payload)]
         ph = res[("posthog", payload)]["added"]
         for c in CONTENDERS:
             r = res[(c.name, payload)]
-            lo, hi = r["added_range"]
+            lo, hi = r["added_ci"]
+            vs_segment = ratio(r["added"], seg["added"])
+            if c.name != "segment":
+                rlo, rhi = ratio_ci(r["added_samples"], seg["added_samples"])
+                if rlo is not None:
+                    vs_segment += " (%.2f–%.2f)" % (rlo, rhi)
             rows.append([
-                c.name, payload, fmt(r["added"]), "%s–%s" % (fmt(lo), fmt(hi)), ratio(r["added"], seg), ratio(r["added"], ph),
+                c.name, payload, fmt(r["added"]), "%s–%s" % (fmt(lo), fmt(hi)), vs_segment, ratio(r["added"], ph),
                 fmt(r["leftover"]),
                 fmt(r["base_mean"], 0), fmt(r["with_mean"], 0),
                 "%s / %s" % (fmt(r["base_p50"], 0), fmt(r["base_p99"], 0)),
                 "%s / %s" % (fmt(r["p50"], 0), fmt(r["p99"], 0)),
                 r["note"] or "",
             ])
+    pairs = cfg["web_rounds"] * cfg["web_pairs"]
     return (
         "### 2. Simulated web workload (time added to a request, µs per analytics call)\n\n"
         "A request = %.0f µs (median baseline request) of pure-Python work (dict of %d entries built and JSON-serialised) + %d calls, "
-        "then %.1f ms idle. %d baseline blocks (no calls) alternate with %d blocks of %d requests with calls; "
-        "added/call = median over block pairs of (mean with calls − mean of the preceding baseline) / %d, "
+        "then %.1f ms idle. Per contender, %d pairs of blocks of %d requests: a baseline block (no calls), then a block with calls; "
+        "%d rounds of %d pairs, each round with a fresh client and the contenders in a rotated order. "
+        "added/call = median over the pairs of (mean with calls − mean of the baseline) / %d, "
         "plus the work left over when the block ends: the process CPU time `flush()` takes after it, per call "
         "(charged in full, although a server would do it in its next idle gaps). "
-        "Request time = work + calls on the main thread (background threads' GIL use included).\n\n"
-        % (work_us, size, CALLS_PER_REQUEST, GAP * 1e3, cfg["web_blocks"], cfg["web_blocks"], cfg["web_block_requests"], CALLS_PER_REQUEST)
+        "Request time = work + calls on the main thread (background threads' GIL use included). "
+        "The intervals are 95%% bootstrap intervals of the median (and of the ratio of medians): "
+        "where a rerun's figure would likely fall.\n\n"
+        % (work_us, size, CALLS_PER_REQUEST, GAP * 1e3, pairs, cfg["web_block_requests"], cfg["web_rounds"], cfg["web_pairs"],
+           CALLS_PER_REQUEST)
         + table(
-            ["contender", "payload", "added µs/call", "range over blocks", "vs segment", "vs posthog", "of which left over µs/call",
+            ["contender", "payload", "added µs/call", "95% interval", "vs segment (95% interval)", "vs posthog", "of which left over µs/call",
              "baseline mean µs", "with calls mean µs", "baseline p50 / p99 µs", "with calls p50 / p99 µs", "notes"],
             rows,
         )
@@ -504,8 +554,14 @@ def verdicts(web, thr, mem) -> str:
 
     for name in ("ours", "ours-dual"):
         for payload in PAYLOADS:
-            check("web workload, added time per call, %s / segment (%s)" % (name, payload),
-                  r(web[(name, payload)]["added"], web[("segment", payload)]["added"]), lambda v: v <= 0.5, "≤ 0.5x")
+            label = "web workload, added time per call, %s / segment (%s)" % (name, payload)
+            value = r(web[(name, payload)]["added"], web[("segment", payload)]["added"])
+            lo, hi = ratio_ci(web[(name, payload)]["added_samples"], web[("segment", payload)]["added_samples"])
+            if value is None or lo is None:
+                check(label, value, lambda v: v <= 0.5, "≤ 0.5x")
+                continue
+            verdict = "met" if hi <= 0.5 else "NOT met" if lo > 0.5 else "within the noise: the interval holds 0.5x"
+            lines.append("- %s: %.2fx, 95%% interval %.2f–%.2f — %s (goal ≤ 0.5x)" % (label, value, lo, hi, verdict))
     for payload in PAYLOADS:
         check("throughput, ours / posthog (%s)" % payload,
               r(thr[("ours", payload)]["rate"], thr[("posthog", payload)]["rate"]), lambda v: v >= 0.9, "≥ 0.9x")
