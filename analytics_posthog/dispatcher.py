@@ -157,7 +157,12 @@ class Dispatcher:
                     wait = until_quiet
                     break
                 self._delivering = True
-                msg, context = self._take()
+                try:
+                    msg, context = self._take()
+                except IndexError:
+                    # discard() at exit emptied the queue between the look and the take.
+                    self._delivering = False
+                    break
                 try:
                     context.run(self._deliver, msg)
                 except Exception:
@@ -181,10 +186,13 @@ class Dispatcher:
         message has been handed to the legs."""
         with self._done:
             self._urgent += 1
+        if self._thread is None and self._messages:
+            # A call on another thread has queued and not yet started the worker.
+            self._start()
         self._wake.set()
         try:
             with self._done:
-                return self._done.wait_for(lambda: not self.pending or self._thread is None, timeout)
+                return self._done.wait_for(lambda: not self.pending, timeout)
         finally:
             with self._done:
                 self._urgent -= 1

@@ -68,3 +68,58 @@ def test_a_call_after_stop_starts_a_new_worker():
         assert delivered == [{"n": 1}, {"n": 2}]
     finally:
         queue.stop(10)
+
+
+def test_flush_waits_for_a_message_whose_call_has_not_started_the_worker_yet():
+    delivered = []
+    queue = dispatcher.Dispatcher(delivered.append, 100, lambda: True)
+    caller = threading.current_thread()
+    release = threading.Event()
+    original_start = queue._start
+
+    def start_later():
+        # The caller's thread stalls between queueing and starting the worker.
+        if threading.current_thread() is not caller:
+            release.wait(10)
+        original_start()
+
+    queue._start = start_later  # type: ignore[method-assign]
+    other = threading.Thread(target=queue.put, args=({"n": 1},))
+    other.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not queue._messages and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert queue.flush(10)
+        assert delivered == [{"n": 1}]
+    finally:
+        release.set()
+        other.join(10)
+        queue.stop(10)
+
+
+def test_a_queue_emptied_at_exit_under_the_worker_does_not_kill_it(monkeypatch):
+    """At exit, discard() may empty the queue between the worker's look and its take."""
+    monkeypatch.setattr(dispatcher, "QUIET", 0.0)
+    delivered = []
+    discarded = []
+    all_queued = threading.Event()
+
+    def ready():
+        if not discarded:
+            all_queued.wait(10)
+            discarded.extend(queue.discard())
+        return True
+
+    queue = dispatcher.Dispatcher(delivered.append, 100, ready)
+    try:
+        for n in range(3):
+            queue.put({"n": n})
+        all_queued.set()
+        assert queue.flush(10)
+        assert discarded == [{"n": 0}, {"n": 1}, {"n": 2}] and delivered == [] and queue.pending == 0
+        queue.put({"n": 3})
+        assert queue.flush(10)
+        assert delivered == [{"n": 3}]
+    finally:
+        queue.stop(10)
