@@ -8,10 +8,10 @@ are Segment's, plus the PostHog ones at the end of the settings.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Optional
 
 from analytics_posthog.client import Client
+from analytics_posthog.forks import fork_safe_lock
 from analytics_posthog.takeover import install_as_segment as install_as_segment
 from analytics_posthog.version import VERSION
 
@@ -45,7 +45,7 @@ posthog_client = Client.DefaultConfig.posthog_client
 exit_timeout = Client.DefaultConfig.exit_timeout
 
 default_client: Optional[Client] = None
-_default_client_lock = threading.Lock()
+_default_client_lock = fork_safe_lock()
 
 
 def track(*args: Any, **kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ again what the parent had queued.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from typing import Callable
 
@@ -22,3 +23,15 @@ def reset_in_child(method: Callable[[], None]) -> None:
             bound()
 
     os.register_at_fork(after_in_child=after_in_child)
+
+
+def fork_safe_lock() -> threading.Lock:
+    """A lock that every forked child starts with unlocked.
+
+    Another thread of the parent may hold it at the moment of ``fork()`` (a
+    server forking workers while a thread makes its first call); that thread
+    does not exist in the child, which would wait for it forever.
+    """
+    lock = threading.Lock()
+    os.register_at_fork(after_in_child=lock._at_fork_reinit)  # type: ignore[attr-defined]
+    return lock

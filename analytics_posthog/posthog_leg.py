@@ -14,6 +14,7 @@ import posthog
 import posthog.client as posthog_client
 
 from analytics_posthog import posthog_speedups, retries
+from analytics_posthog.forks import fork_safe_lock
 from analytics_posthog.mapping import to_posthog
 from analytics_posthog.message import Message
 
@@ -25,7 +26,7 @@ _OS_PROPERTIES = ("$os", "$os_version")
 _context_os: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar(
     "analytics_posthog_context_os", default=None
 )
-_install_lock = threading.Lock()
+_install_lock = fork_safe_lock()
 
 
 class PostHogLeg:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import threading
 from typing import Any, Callable, Dict
 
 import posthog.client as posthog_client
@@ -34,13 +33,14 @@ import posthog.request as posthog_request
 import posthog.utils as posthog_utils
 
 from analytics_posthog.fast_clean import Clean, with_fast_path
+from analytics_posthog.forks import fork_safe_lock
 
 _ORIGINALS: Dict[str, Any] = {
     "system_context": getattr(posthog_client, "system_context", None),
     "clean": getattr(posthog_client, "clean", None),
     "encode": getattr(posthog_request, "DatetimeSerializer", object).__dict__.get("encode"),
 }
-_lock = threading.Lock()
+_lock = fork_safe_lock()
 
 
 def install() -> None:

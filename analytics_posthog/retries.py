@@ -32,6 +32,8 @@ from posthog import capture_v1 as posthog_capture_v1
 from posthog import consumer as posthog_consumer
 from segment.analytics import consumer as segment_consumer
 
+from analytics_posthog.forks import fork_safe_lock
+
 log = logging.getLogger("analytics_posthog")
 
 #: Segment's client adds up to this fraction of each wait.
@@ -47,7 +49,7 @@ class Watched(Protocol):
 
 
 _watched: "weakref.WeakSet[Any]" = weakref.WeakSet()
-_install_lock = threading.Lock()
+_install_lock = fork_safe_lock()
 
 
 def watch(leg: Watched) -> None:

@@ -13,7 +13,9 @@ import threading
 import time
 from typing import Callable, List, Optional
 
+from requests import sessions
 from segment.analytics import Client as SegmentClient
+from segment.analytics import request as segment_request
 from segment.analytics.request import post
 from segment.analytics.version import VERSION as SEGMENT_VERSION
 
@@ -44,7 +46,7 @@ class SegmentLeg:
         self._build = build
         self.retried = on_retry
         self._start()
-        reset_in_child(self._start)
+        reset_in_child(self._start_in_child)
         retries.watch(self)
 
     def runs_on(self, thread: threading.Thread) -> bool:
@@ -59,6 +61,15 @@ class SegmentLeg:
         """
         self.client = self._build()
         atexit.unregister(self.client.join)
+
+    def _start_in_child(self) -> None:
+        """Segment's requests go through one module-level session, whose pooled
+        keep-alive connections a forked child inherits: parent and child would
+        write and read on the same sockets, losing or repeating batches. The
+        child gets a session of its own (the parent's sockets are left open:
+        they are the parent's). posthog does the same for its own session."""
+        segment_request._session = sessions.Session()
+        self._start()
 
     @property
     def pending(self) -> int:

@@ -96,6 +96,8 @@ class CapturedRequest:
     ``status`` is what the server answered; ``0`` means the connection was
     closed without an answer (``drop()`` or ``refuse()``). ``delivered`` is True
     only when the request's events/messages were recorded as received.
+    ``peer`` is the sender's (address, port): requests with the same peer came
+    over the same connection.
     """
 
     method: str
@@ -109,6 +111,7 @@ class CapturedRequest:
     encoding: Optional[str]
     count: int
     delivered: bool
+    peer: Tuple[str, int]
 
 
 @dataclass
@@ -479,6 +482,7 @@ class _Handler(BaseHTTPRequestHandler):
             encoding=encoding,
             count=count,
             delivered=delivered,
+            peer=self.client_address[:2],
         )
 
     def _control(self, cap: "CaptureServer", route: str, raw: bytes) -> None:

@@ -283,3 +283,87 @@ def test_a_backed_up_leg_does_not_hold_back_the_other(capture_server, segment_se
     client.flush()
     assert segment_server.segment_count == 200
     client.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_does_not_share_the_parents_connections(capture_server, segment_server):
+    """Requests from the child never travel on a keep-alive connection the parent
+    opened: two processes on one socket lose or repeat each other's batches."""
+    client = dual_client(capture_server, segment_server)
+    client.track("parent", "Before fork")
+    client.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            client.track("child", "In child")
+            client.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    client.track("parent", "After fork")
+    client.flush()
+    for server, items in ((capture_server, lambda body: body["batch"]), (segment_server, lambda body: body["batch"])):
+        peers = {"child": set(), "parent": set()}
+        for request in server.requests:
+            for item in items(request.body):
+                peers["child" if item["event"] == "In child" else "parent"].add(request.peer)
+        assert peers["child"] and peers["parent"]
+        assert peers["child"].isdisjoint(peers["parent"])
+    client.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.parametrize(
+    "lock",
+    [
+        "analytics_posthog._default_client_lock",
+        "analytics_posthog.posthog_leg._install_lock",
+        "analytics_posthog.posthog_speedups._lock",
+        "analytics_posthog.retries._install_lock",
+    ],
+)
+def test_a_child_forked_while_another_thread_holds_one_of_our_locks_is_not_stuck(capture_server, lock):
+    """A server forks workers while one of its threads makes the first call (and
+    holds a lock that the child's own first call needs)."""
+    module, name = lock.rsplit(".", 1)
+    result, _ = run_script(
+        f"""
+        import importlib, os, threading, time
+        import analytics_posthog as analytics
+        analytics.posthog_api_key = "phc_test"
+        analytics.posthog_host = "{capture_server.url}"
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with getattr(importlib.import_module("{module}"), "{name}"):
+                held.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            analytics.track("child", "In child")
+            analytics.flush()
+            os._exit(0)
+        release.set()
+        holder.join()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print("child exit", os.waitstatus_to_exitcode(status))
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(pid, 9)
+            print("child stuck")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "child exit 0"
+    assert [e["event"] for e in capture_server.wait_for_events(1)] == ["In child"]
