@@ -111,7 +111,6 @@ class Client(object):
         self.legs: List[Leg] = []
         if not send:
             return
-        self._built_posthog: Optional[posthog.Client] = None
         if posthog_client is not None or keys.posthog_api_key:
             client = posthog_client or posthog_leg.build_client(
                 keys.posthog_api_key or "",
@@ -128,9 +127,9 @@ class Client(object):
                 upload_size=upload_size,
                 upload_interval=upload_interval,
             )
-            if posthog_client is None:
-                self._built_posthog = client
-            self.legs.append(posthog_leg.PostHogLeg(client, group_type, self._retried("posthog")))
+            self.legs.append(
+                posthog_leg.PostHogLeg(client, group_type, self._retried("posthog"), owned=posthog_client is None)
+            )
         else:
             self.log.warning(POSTHOG_MISSING_MESSAGE)
         if keys.segment_write_key:
@@ -363,10 +362,10 @@ class Client(object):
     def join(self) -> None:
         """Deliver what is queued, then end the background threads.
 
-        As in Segment, the client is done with after this. Its exit handlers
-        go too (ours, and that of the posthog client we built, which posthog
-        never removes), so a client made for one job is freed once the app
-        drops it.
+        As in Segment, the client is done with after this. Its exit handler
+        goes too (the posthog client we built has none: ours does its work),
+        so a client made for one job is freed once the app drops it. An app's
+        own ``posthog_client`` is flushed, not shut down: the app still uses it.
         """
         if not self.legs:
             return
@@ -375,9 +374,6 @@ class Client(object):
             leg.join()
         if not self.sync_mode:
             atexit.unregister(self._exit_hook)
-        posthog_exit = getattr(self._built_posthog, "_atexit", None)
-        if posthog_exit is not None:
-            atexit.unregister(posthog_exit)
 
     def shutdown(self) -> None:
         """Flush all messages and cleanly shut down the client."""

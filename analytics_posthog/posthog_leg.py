@@ -6,7 +6,9 @@ calls ``capture()``.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
+import queue
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
@@ -32,10 +34,30 @@ _install_lock = fork_safe_lock()
 class PostHogLeg:
     name = "posthog"
 
-    def __init__(self, client: posthog.Client, group_type: str, on_retry: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        client: posthog.Client,
+        group_type: str,
+        on_retry: Callable[[], None] = lambda: None,
+        *,
+        owned: bool = False,
+    ) -> None:
+        """``owned``: our ``Client`` built ``client`` and takes charge of its end,
+        at ``join()`` and at exit. An app's own client (handed in as
+        ``posthog_client``) is only ever flushed: the app goes on using it for
+        its own events and feature flags.
+
+        posthog's exit handler would give an owned client a further second at
+        exit, past our ``exit_timeout``, and then drop what is left without
+        telling anyone; ours does its work instead (see ``abandon``).
+        """
         self.client = client
+        self.owned = owned
         self.group_type = group_type
         self.retried = on_retry
+        exit_handler = getattr(client, "_atexit", None)
+        if owned and exit_handler is not None:
+            atexit.unregister(exit_handler)
         posthog_speedups.install()
         install_context_os()
         retries.watch(self)
@@ -74,12 +96,26 @@ class PostHogLeg:
         self.client.flush(timeout_seconds=timeout)
 
     def join(self) -> None:
-        self.client.join()
+        if self.owned:
+            self.client.join()
+        else:
+            self.client.flush()
 
-    def abandon(self) -> List[Message]:
-        """At exit, past the deadline: nothing to take back, posthog's own exit
-        handler runs after ours and makes a last, bounded attempt."""
-        return []
+    def abandon(self) -> List[Any]:
+        """At exit, past the deadline: stop the consumers and take back the
+        PostHog events still queued. An app's own client is left to posthog's
+        exit handler, which makes a last, bounded attempt for the app's events
+        and ours."""
+        if not self.owned:
+            return []
+        for consumer in self.client.consumers or []:
+            consumer.pause()
+        left: List[Any] = []
+        while True:
+            try:
+                left.append(self.client.queue.get_nowait())
+            except queue.Empty:
+                return left
 
 
 def build_client(

@@ -141,3 +141,17 @@ def test_shared_posthog_client(capture_server):
     assert events["Direct"]["properties"]["$os"] != "iOS"
     assert "$analytics_posthog_context_os" not in events["Direct"]["properties"]
     assert all(r.key == "phc_shared" for r in capture_server.requests)
+
+
+def test_shutdown_leaves_the_apps_own_posthog_client_working(capture_server):
+    import posthog
+
+    shared = posthog.Client("phc_shared", host=capture_server.url)
+    client = Client(posthog_client=shared)
+    client.track("u1", "Ours")
+    client.shutdown()
+    assert [e["event"] for e in capture_server.wait_for_events(1)] == ["Ours"]
+    assert shared.capture("The app's own", distinct_id="u1") is not None
+    shared.flush()
+    assert [e["event"] for e in capture_server.wait_for_events(2)] == ["Ours", "The app's own"]
+    shared.shutdown()

@@ -103,12 +103,13 @@ def test_a_queue_emptied_at_exit_under_the_worker_does_not_kill_it(monkeypatch):
     monkeypatch.setattr(dispatcher, "QUIET", 0.0)
     delivered = []
     discarded = []
-    all_queued = threading.Event()
+    all_queued, emptied = threading.Event(), threading.Event()
 
     def ready():
-        if not discarded:
+        if not emptied.is_set():
             all_queued.wait(10)
             discarded.extend(queue.discard())
+            emptied.set()
         return True
 
     queue = dispatcher.Dispatcher(delivered.append, 100, ready)
@@ -116,6 +117,7 @@ def test_a_queue_emptied_at_exit_under_the_worker_does_not_kill_it(monkeypatch):
         for n in range(3):
             queue.put({"n": n})
         all_queued.set()
+        assert emptied.wait(10)
         assert queue.flush(10)
         assert discarded == [{"n": 0}, {"n": 1}, {"n": 2}] and delivered == [] and queue.pending == 0
         queue.put({"n": 3})
