@@ -8,11 +8,12 @@ unchanged; new parameters come after Segment's.
 from __future__ import annotations
 
 import atexit
+import collections
 import logging
 import time
 import weakref
 from datetime import datetime
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 import posthog
 from segment.analytics import Client as SegmentClient
@@ -21,7 +22,7 @@ from segment.analytics.client import require
 from analytics_posthog import message, posthog_leg, segment_leg
 from analytics_posthog.config import NO_KEY_MESSAGE, POSTHOG_MISSING_MESSAGE, resolve_keys
 from analytics_posthog.dispatcher import Dispatcher
-from analytics_posthog.errors import DeliveryError, ExitTimeout, QueueFull
+from analytics_posthog.errors import ClientClosed, DeliveryError, ExitTimeout, QueueFull
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.message import Message
@@ -37,6 +38,11 @@ LEG_WINDOW = 1000
 
 #: At most one log line per this many seconds about dropped messages.
 DROP_LOG_INTERVAL = 10.0
+
+#: Turned-away messages kept for ``on_error`` while they wait to be reported:
+#: this many, or ``max_queue_size`` if that is more (a busy app turns away
+#: hundreds of calls before the dispatcher's thread gets the interpreter).
+MIN_KEPT_FOR_ON_ERROR = 1000
 
 
 class Client(object):
@@ -163,7 +169,11 @@ class Client(object):
         self._stats = DeliveryStats(leg.name for leg in self.legs)
         self._drops_unlogged = 0
         self._drops_logged_at = float("-inf")
-        self._dispatcher = Dispatcher(self._deliver, max_queue_size, self._legs_ready)
+        self._turned_away: Deque[Message] = collections.deque()
+        self._turned_away_unkept = 0
+        self._kept_for_on_error = max(max_queue_size, MIN_KEPT_FOR_ON_ERROR)
+        self._closed = False
+        self._dispatcher = Dispatcher(self._deliver, max_queue_size, self._legs_ready, self._report_turned_away)
         reset_in_child(self._reset_stats)
         if not sync_mode:
             self._exit_hook = _exit_hook(self)
@@ -275,10 +285,39 @@ class Client(object):
             for leg in self.legs:
                 leg.flush(None)
             return delivered, msg
-        if self._dispatcher.put(msg):
+        if not self._closed and self._dispatcher.put(msg):
             return True, msg
-        self._dropped([leg.name for leg in self.legs], [msg], QueueFull("analytics-posthog queue is full"))
+        if self._closed:
+            self._dropped([leg.name for leg in self.legs], [msg], ClientClosed("the client was shut down (join() or shutdown())"))
+        else:
+            self._turn_away(msg)
         return False, msg
+
+    def _turn_away(self, msg: Message) -> None:
+        """Our queue is full: ``msg`` is counted now and reported by the
+        dispatcher's thread, since ``on_error`` and logging run the app's code,
+        which may be slow, and a call must never wait. While reports wait, at
+        most ``MIN_KEPT_FOR_ON_ERROR`` or ``max_queue_size`` messages are kept
+        for ``on_error``; the rest are counted and logged only."""
+        for leg in self.legs:
+            self._stats.add(leg.name, "dropped")
+        if len(self._turned_away) < self._kept_for_on_error:
+            self._turned_away.append(msg)
+        else:
+            self._turned_away_unkept += 1
+        self._dispatcher.nudge()
+
+    def _report_turned_away(self) -> None:
+        if not self._turned_away and not self._turned_away_unkept:
+            return
+        msgs: List[Message] = []
+        while True:
+            try:
+                msgs.append(self._turned_away.popleft())
+            except IndexError:
+                break
+        unkept, self._turned_away_unkept = self._turned_away_unkept, 0
+        self._tell(QueueFull("analytics-posthog queue is full"), msgs, unkept)
 
     def _deliver(self, msg: Message) -> bool:
         """Give ``msg`` to every leg; one leg's failure never stops the other."""
@@ -321,12 +360,18 @@ class Client(object):
 
         return failed
 
-    def _dropped(self, legs: List[str], msgs: List[Message], error: DeliveryError) -> None:
-        """Count, report and log (at most once per DROP_LOG_INTERVAL) messages never handed over."""
+    def _dropped(self, legs: List[str], msgs: List[Any], error: DeliveryError) -> None:
+        """Count, report and log messages never handed over."""
         for leg in legs:
             self._stats.add(leg, "dropped", len(msgs))
-        self._report(error, msgs)
-        self._drops_unlogged += len(msgs)
+        self._tell(error, msgs)
+
+    def _tell(self, error: DeliveryError, msgs: List[Any], unkept: int = 0) -> None:
+        """``on_error`` for ``msgs``, and a log line for them and ``unkept`` more
+        (at most one line per DROP_LOG_INTERVAL)."""
+        if msgs:
+            self._report(error, msgs)
+        self._drops_unlogged += len(msgs) + unkept
         now = time.monotonic()
         if now - self._drops_logged_at >= DROP_LOG_INTERVAL:
             self.log.warning("analytics_posthog dropped %d message(s) (%s); see stats()", self._drops_unlogged, error)
@@ -356,6 +401,7 @@ class Client(object):
         if not self.legs:
             return
         self._dispatcher.flush()
+        self._report_turned_away()
         for leg in self.legs:
             leg.flush(None)
 
@@ -369,7 +415,9 @@ class Client(object):
         """
         if not self.legs:
             return
+        self._closed = True
         self._dispatcher.stop()
+        self._report_turned_away()
         for leg in self.legs:
             leg.join()
         if not self.sync_mode:
@@ -385,6 +433,7 @@ class Client(object):
         count and report whatever could not be."""
         deadline = time.monotonic() + self.exit_timeout
         self._dispatcher.flush(self.exit_timeout)
+        self._report_turned_away()
         left = self._dispatcher.discard()
         if left:
             self._dropped([leg.name for leg in self.legs], left, ExitTimeout("exit came before delivery"))

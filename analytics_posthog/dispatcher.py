@@ -72,10 +72,20 @@ class Dispatcher:
     long outage), the backlog stays here, held once in Segment's compact form,
     instead of piling up in each leg's queue."""
 
-    def __init__(self, deliver: Callable[[Message], object], max_queue_size: int, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        deliver: Callable[[Message], object],
+        max_queue_size: int,
+        ready: Callable[[], bool],
+        tend: Callable[[], None],
+    ) -> None:
+        """``tend`` runs on the worker between messages: the client's chores
+        that must stay off its callers' threads (reporting drops)."""
         self._deliver = deliver
         self._ready = ready
+        self._tend = tend
         self._max_queue_size = max_queue_size
+        self._stopped = False
         self._reset()
         reset_in_child(self._reset)
 
@@ -100,20 +110,26 @@ class Dispatcher:
         return len(self._messages) + self._delivering
 
     def put(self, msg: Message) -> bool:
-        """Queue ``msg`` without blocking or waking anything; ``False`` when full."""
+        """Queue ``msg`` without blocking; ``False`` when full or stopped."""
         if len(self._messages) >= self._max_queue_size:
             return False
         context = self._shared(contextvars.copy_context())
         with self._pair_lock:
+            if self._stopped:
+                return False
             self._messages.append(msg)
             self._contexts.append(context)
         self._last_put = time.monotonic()
+        self.nudge()
+        return True
+
+    def nudge(self) -> None:
+        """Have the worker look: wake it when idle, start it when there is none."""
         if self._idle:
             self._idle = False
             self._wake.set()
         elif self._thread is None:
             self._start()
-        return True
 
     def _shared(self, context: contextvars.Context) -> contextvars.Context:
         """Successive calls usually run in the same context (no request, or the
@@ -148,6 +164,7 @@ class Dispatcher:
             self._wake.clear()
             wait = IDLE_POLL
             while items:
+                self._tend()
                 if not self._urgent and not self._ready():
                     wait = BUSY_POLL
                     break
@@ -171,6 +188,7 @@ class Dispatcher:
                     self._delivering = False
                 if not pressed:
                     time.sleep(0)
+            self._tend()
             if not items:
                 with self._done:
                     self._done.notify_all()
@@ -207,7 +225,9 @@ class Dispatcher:
                 return left
 
     def stop(self, timeout: Optional[float] = None) -> None:
-        """Hand over what is queued, then end the thread."""
+        """Take nothing more, hand over what is queued, then end the thread."""
+        with self._pair_lock:
+            self._stopped = True
         thread = self._thread
         if thread is None:
             return
@@ -216,7 +236,3 @@ class Dispatcher:
         self._wake.set()
         thread.join(timeout)
         self._thread = None
-        self._stopping = False
-        # A thread that ended idle must not leave the flag up: the next call
-        # would wake nobody instead of starting a thread.
-        self._idle = False

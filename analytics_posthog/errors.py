@@ -11,3 +11,7 @@ class QueueFull(DeliveryError):
 
 class ExitTimeout(DeliveryError):
     """The interpreter exited before the message could be delivered."""
+
+
+class ClientClosed(DeliveryError):
+    """The call came after ``join()`` or ``shutdown()``: the client delivers no more."""

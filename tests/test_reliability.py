@@ -16,7 +16,7 @@ import weakref
 import pytest
 
 from analytics_posthog import Client
-from analytics_posthog.errors import ExitTimeout, QueueFull
+from analytics_posthog.errors import ClientClosed, ExitTimeout, QueueFull
 from analytics_posthog.testing import CaptureServer
 
 
@@ -376,3 +376,49 @@ def test_a_child_forked_while_another_thread_holds_one_of_our_locks_is_not_stuck
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "child exit 0"
     assert [e["event"] for e in capture_server.wait_for_events(1)] == ["In child"]
+
+
+def test_an_on_error_that_blocks_never_holds_up_a_call(capture_server):
+    """on_error is the app's code (it may post to an error tracker): drops are
+    reported from our thread, never from the call that was turned away."""
+    capture_server.hang(30, leg="posthog")
+    release = threading.Event()
+    reported = []
+    caller = threading.current_thread()
+
+    def on_error(error, batch):
+        reported.append((threading.current_thread(), type(error), len(batch)))
+        if threading.current_thread() is not caller:  # on the caller, the test would hang instead of failing
+            release.wait(30)
+
+    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, max_queue_size=10, on_error=on_error)
+    results = [client.track("u1", "Flood", {"i": i})[0] for i in range(300)]
+    dropped = results.count(False)
+    assert dropped > 0
+    assert client.stats()["posthog"]["dropped"] >= dropped
+    release.set()
+    capture_server.restore()
+    client.flush()
+    stats = client.stats()["posthog"]
+    assert stats["dropped"] + stats["delivered"] == 300
+    assert sum(n for _, kind, n in reported if kind is QueueFull) == stats["dropped"]
+    assert caller not in {thread for thread, kind, _ in reported if kind is QueueFull}
+    client.shutdown()
+
+
+def test_a_call_after_shutdown_is_refused_counted_and_reported(capture_server, segment_server, caplog):
+    caplog.set_level(logging.WARNING, logger="analytics_posthog")
+    errors = []
+    client = dual_client(capture_server, segment_server, on_error=lambda error, batch: errors.append((error, batch)))
+    client.track("u1", "Before shutdown")
+    client.shutdown()
+    success, msg = client.track("u1", "After shutdown")
+    assert success is False and msg["event"] == "After shutdown"
+    assert [(type(error), [m["event"] for m in batch]) for error, batch in errors] == [(ClientClosed, ["After shutdown"])]
+    assert {leg: counts["dropped"] for leg, counts in client.stats().items()} == {"posthog": 1, "segment": 1}
+    assert any("dropped 1 message" in r.getMessage() for r in caplog.records)
+    flushed = threading.Thread(target=client.flush, daemon=True)
+    flushed.start()
+    flushed.join(10)
+    assert not flushed.is_alive(), "flush() after shutdown must return"
+    assert capture_server.event_count == 1 and segment_server.segment_count == 1
