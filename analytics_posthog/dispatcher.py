@@ -164,7 +164,7 @@ class Dispatcher:
             self._wake.clear()
             wait = IDLE_POLL
             while items:
-                self._tend()
+                self._chores()
                 if not self._urgent and not self._ready():
                     wait = BUSY_POLL
                     break
@@ -188,7 +188,7 @@ class Dispatcher:
                     self._delivering = False
                 if not pressed:
                     time.sleep(0)
-            self._tend()
+            self._chores()
             if not items:
                 with self._done:
                     self._done.notify_all()
@@ -198,6 +198,12 @@ class Dispatcher:
                 if items:
                     self._idle = False
                     wait = 0
+
+    def _chores(self) -> None:
+        try:
+            self._tend()
+        except Exception:
+            log.exception("analytics_posthog: reporting failed unexpectedly")
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Deliver now, whatever the app is doing; wait until every queued
