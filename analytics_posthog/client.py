@@ -280,7 +280,7 @@ class Client(object):
         self.log.debug("queueing: %s", msg)
         if not self.send:
             return True, msg
-        if self.sync_mode:
+        if self.sync_mode and not self._closed:
             delivered = self._deliver(msg)
             for leg in self.legs:
                 leg.flush(None)

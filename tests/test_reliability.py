@@ -406,10 +406,13 @@ def test_an_on_error_that_blocks_never_holds_up_a_call(capture_server):
     client.shutdown()
 
 
-def test_a_call_after_shutdown_is_refused_counted_and_reported(capture_server, segment_server, caplog):
+@pytest.mark.parametrize("sync_mode", [False, True])
+def test_a_call_after_shutdown_is_refused_counted_and_reported(capture_server, segment_server, caplog, sync_mode):
     caplog.set_level(logging.WARNING, logger="analytics_posthog")
     errors = []
-    client = dual_client(capture_server, segment_server, on_error=lambda error, batch: errors.append((error, batch)))
+    client = dual_client(
+        capture_server, segment_server, sync_mode=sync_mode, on_error=lambda error, batch: errors.append((error, batch))
+    )
     client.track("u1", "Before shutdown")
     client.shutdown()
     success, msg = client.track("u1", "After shutdown")
