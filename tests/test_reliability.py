@@ -36,6 +36,20 @@ def run_script(code, timeout=30):
     return result, time.monotonic() - started
 
 
+def in_a_child(body):
+    """Run ``body`` in a forked child; whether it returned without raising."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            body()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def test_exit_without_flush_delivers_everything_to_both_legs(capture_server, segment_server):
     result, _ = run_script(
         f"""
@@ -178,18 +192,13 @@ def test_fork_child_delivers_its_own_and_nothing_twice(capture_server, segment_s
     for i in range(20):
         client.track("parent", "Before fork", {"i": i})
     assert capture_server.event_count == 0, "the parent's events must still be queued when it forks"
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            for i in range(30):
-                client.track("child", "In child", {"i": i})
-            client.flush()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child():
+        for i in range(30):
+            client.track("child", "In child", {"i": i})
+        client.flush()
+
+    assert in_a_child(child)
     for i in range(10):
         client.track("parent", "After fork", {"i": i})
     client.flush()
@@ -301,23 +310,13 @@ def test_a_child_does_not_share_the_parents_connections(capture_server, segment_
     client = dual_client(capture_server, segment_server)
     client.track("parent", "Before fork")
     client.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            client.track("child", "In child")
-            client.flush()
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert in_a_child(lambda: (client.track("child", "In child"), client.flush()))
     client.track("parent", "After fork")
     client.flush()
-    for server, items in ((capture_server, lambda body: body["batch"]), (segment_server, lambda body: body["batch"])):
+    for server in (capture_server, segment_server):
         peers = {"child": set(), "parent": set()}
         for request in server.requests:
-            for item in items(request.body):
+            for item in request.body["batch"]:
                 peers["child" if item["event"] == "In child" else "parent"].add(request.peer)
         assert peers["child"] and peers["parent"]
         assert peers["child"].isdisjoint(peers["parent"])
