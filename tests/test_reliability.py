@@ -211,7 +211,7 @@ def test_fork_child_delivers_its_own_and_nothing_twice(capture_server, segment_s
 
 def test_sixteen_threads_every_event_exactly_once_on_each_leg(capture_server, segment_server):
     client = dual_client(capture_server, segment_server, max_queue_size=100_000)
-    threads, per_thread = 16, 300
+    threads, per_thread = 16, 5000
 
     def worker(n):
         for i in range(per_thread):
