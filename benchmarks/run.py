@@ -340,8 +340,8 @@ def report_web(res: Dict[Tuple[str, str], Dict[str, Any]], cfg: Dict[str, Any], 
         "plus the work left over when the block ends: the process CPU time `flush()` takes after it, per call "
         "(charged in full, although a server would do it in its next idle gaps). "
         "Request time = work + calls on the main thread (background threads' GIL use included). "
-        "The intervals are 95%% bootstrap intervals of the median (and of the ratio of medians): "
-        "where a rerun's figure would likely fall.\n\n"
+        "The intervals are 95%% bootstrap intervals of the median (and of the ratio of medians) "
+        "over this run's block pairs; they do not cover the machine's changes from one run to the next.\n\n"
         % (work_us, size, CALLS_PER_REQUEST, GAP * 1e3, pairs, cfg["web_block_requests"], cfg["web_rounds"], cfg["web_pairs"],
            CALLS_PER_REQUEST)
         + table(
