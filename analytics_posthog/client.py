@@ -280,13 +280,14 @@ class Client(object):
         self.log.debug("queueing: %s", msg)
         if not self.send:
             return True, msg
-        if self.sync_mode and not self._closed:
-            delivered = self._deliver(msg)
-            for leg in self.legs:
-                leg.flush(None)
-            return delivered, msg
-        if not self._closed and self._dispatcher.put(msg):
-            return True, msg
+        if not self._closed:
+            if self.sync_mode:
+                delivered = self._deliver(msg)
+                for leg in self.legs:
+                    leg.flush(None)
+                return delivered, msg
+            if self._dispatcher.put(msg):
+                return True, msg
         if self._closed:
             self._dropped([leg.name for leg in self.legs], [msg], ClientClosed("the client was shut down (join() or shutdown())"))
         else:

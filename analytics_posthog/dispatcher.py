@@ -103,7 +103,6 @@ class Dispatcher:
         self._urgent = 0
         self._idle = False
         self._delivering = False
-        self._stopping = False
 
     @property
     def pending(self) -> int:
@@ -158,7 +157,7 @@ class Dispatcher:
         sharpen_sleeps()
         items = self._messages
         wait = 0.0
-        while not (self._stopping and not items):
+        while not (self._stopped and not items):
             self._wake.wait(wait)
             self._idle = False
             self._wake.clear()
@@ -238,7 +237,6 @@ class Dispatcher:
         if thread is None:
             return
         self.flush(timeout)
-        self._stopping = True
         self._wake.set()
         thread.join(timeout)
         self._thread = None

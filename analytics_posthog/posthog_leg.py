@@ -55,9 +55,8 @@ class PostHogLeg:
         self.owned = owned
         self.group_type = group_type
         self.retried = on_retry
-        exit_handler = getattr(client, "_atexit", None)
-        if owned and exit_handler is not None:
-            atexit.unregister(exit_handler)
+        if owned and hasattr(client, "_atexit"):
+            atexit.unregister(client._atexit)
         posthog_speedups.install()
         install_context_os()
         retries.watch(self)
