@@ -105,6 +105,18 @@ def test_posthog_single_event_courtesy_paths(capture_server: CaptureServer) -> N
     assert [r.key for r in capture_server.requests] == ["phc_single", "phc_batch", "phc_gz"]
 
 
+def test_ai_lane_counts_and_otlp_exports_are_only_logged(capture_server: CaptureServer) -> None:
+    status, _, body = post(capture_server.url + "/i/v0/ai/batch/", {"api_key": "phc_ai", "batch": [raw_event("$ai_generation")]})
+    assert (status, body) == (200, {"status": 1})
+    status, _, body = post(
+        capture_server.url + "/i/v1/traces", None, raw=b"\x0a\x02protobuf", headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert (status, body) == (200, {})
+    assert [e["event"] for e in capture_server.events] == ["$ai_generation"]
+    assert [(r.path, r.status, r.count, r.delivered, r.body) for r in capture_server.requests][1] == ("/i/v1/traces", 200, 0, True, None)
+    assert capture_server.stats() == {"events": 1, "segment": 0, "requests": 2, "failed": 0}
+
+
 def test_unknown_path_and_bad_body(capture_server: CaptureServer) -> None:
     status, _, _ = post(capture_server.url + "/nope", {"batch": []})
     assert status == 404

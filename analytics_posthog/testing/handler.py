@@ -119,7 +119,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             rule = None
         if rule is not None:
-            self._fault(cap, rule, path, raw, leg, kind, encoding)
+            self._fault(cap, rule, path, raw, leg, encoding)
             return
         try:
             if kind == endpoints.OTLP:
@@ -132,11 +132,10 @@ class Handler(BaseHTTPRequestHandler):
             cap._record(self._captured(cap, path, None, exc.status, leg, encoding, 0, False), leg, None, False)
             self.send(exc.status, endpoints.error_body(exc.status, exc.message))
             return
-        counted = None if kind == endpoints.OTLP else delivered
-        cap._record(self._captured(cap, path, body, 200, leg, encoding, len(delivered), True), leg, counted, True)
+        cap._record(self._captured(cap, path, body, 200, leg, encoding, len(delivered), True), leg, delivered, True)
         self.send(200, endpoints.ok_body(leg, kind, delivered))
 
-    def _fault(self, cap: "CaptureServer", rule: Rule, path: str, raw: bytes, leg: str, kind: str, encoding: Optional[str]) -> None:
+    def _fault(self, cap: "CaptureServer", rule: Rule, path: str, raw: bytes, leg: str, encoding: Optional[str]) -> None:
         """A failed attempt: nothing is delivered; it is logged, then answered or dropped."""
         status = 0 if rule.kind == DROP else rule.status
         body = _lenient(raw, encoding) if cap._keep else None
