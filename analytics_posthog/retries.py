@@ -28,8 +28,12 @@ import time
 import weakref
 from typing import Any, Callable, Optional, Protocol
 
-from posthog import capture_v1 as posthog_capture_v1
 from posthog import consumer as posthog_consumer
+
+try:
+    from posthog import capture_v1 as posthog_capture_v1
+except ImportError:  # a posthog without the capture v1 lane: its consumer's _backoff is the only one
+    posthog_capture_v1 = None
 from segment.analytics import consumer as segment_consumer
 
 from analytics_posthog.forks import fork_safe_lock

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
 from datetime import datetime, timezone
@@ -265,3 +267,16 @@ def test_segment_leg_sends_what_segments_client_builds(segment_server, sync_mode
     arrived = {m["messageId"]: m for m in segment_server.wait_for_segment(len(calls))}
     assert arrived == expected
     ours.shutdown()
+
+
+@pytest.mark.parametrize("sync_mode", [True, False])
+def test_nan_and_infinity_reach_posthog_as_null(capture_server, sync_mode):
+    """A bare NaN or Infinity token is not JSON, and PostHog's ingestion rejects it."""
+    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, sync_mode=sync_mode)
+    client.track("u1", "Measured", {"nan": math.nan, "inf": math.inf, "ninf": -math.inf, "deep": [{"x": math.nan}, 1.5]})
+    client.flush()
+    event = capture_server.wait_for_events(1)[0]
+    props = event["properties"]
+    assert (props["nan"], props["inf"], props["ninf"], props["deep"]) == (None, None, None, [{"x": None}, 1.5])
+    json.dumps(event, allow_nan=False)
+    client.shutdown()
