@@ -23,7 +23,7 @@ from analytics_posthog import message, posthog_leg, segment_leg
 from analytics_posthog.config import NO_KEY_MESSAGE, POSTHOG_MISSING_MESSAGE, resolve_keys
 from analytics_posthog.dispatcher import Dispatcher
 from analytics_posthog.errors import ClientClosed, DeliveryError, ExitTimeout, QueueFull
-from analytics_posthog.forks import reset_in_child
+from analytics_posthog.forks import GATE, reset_in_child
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.message import Message
 from analytics_posthog.request_context import current as current_request
@@ -321,12 +321,28 @@ class Client(object):
         self._tell(QueueFull("analytics-posthog queue is full"), msgs, unkept)
 
     def _deliver(self, msg: Message) -> bool:
-        """Give ``msg`` to every leg; one leg's failure never stops the other."""
+        """Give ``msg`` to every leg; one leg's failure never stops the other.
+
+        On the dispatcher's thread, each leg's library code runs inside the
+        fork gate (``forks.GATE``), so no fork lands while it holds a lock;
+        reporting a failure (the app's ``on_error``) runs outside it. In sync
+        mode the caller's thread delivers, over HTTP, and is not gated: a fork
+        would wait for the request.
+        """
         delivered = True
+        gated = not self.sync_mode
         for leg in self.legs:
+            if gated:
+                GATE.enter()
             try:
                 accepted = leg.send(msg)
-            except Exception as error:
+                error = None
+            except Exception as raised:
+                error = raised
+            finally:
+                if gated:
+                    GATE.leave()
+            if error is not None:
                 self.log.error("%s leg failed to deliver %s: %s", leg.name, msg["type"], error)
                 self._stats.add(leg.name, "failed")
                 self._report(error, [msg])
