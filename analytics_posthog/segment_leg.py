@@ -16,13 +16,15 @@ from typing import Callable, List, Optional
 from requests import sessions
 from segment.analytics import Client as SegmentClient
 from segment.analytics import request as segment_request
+from segment.analytics.consumer import MAX_MSG_SIZE
 from segment.analytics.request import post
 from segment.analytics.version import VERSION as SEGMENT_VERSION
 
 from analytics_posthog import retries
+from analytics_posthog.errors import Unsendable
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import segment_integrations
-from analytics_posthog.message import Message
+from analytics_posthog.message import Message, certainly_fits, json_size
 
 #: What Segment's own client names itself in ``context.library``: the Segment
 #: leg sends each message as that client would have (shared, read-only).
@@ -37,6 +39,25 @@ def segment_message(msg: Message) -> Message:
         "context": {**msg["context"], "library": SEGMENT_LIBRARY},
         "integrations": segment_integrations(msg["integrations"]),
     }
+
+
+def check_size(wire: Message) -> None:
+    """Raise ``Unsendable`` for a message Segment's consumer would drop.
+
+    The call checked the message as Segment's client would; the leg's own
+    fields (``integrations.PostHog``, Segment's ``context.library``) can take
+    one near the limit over it. Segment's consumer drops such a message
+    without marking it done, and its queue would never join again: every
+    ``flush()`` and ``shutdown()`` would wait forever.
+    """
+    try:
+        size = json_size(wire)
+    except ValueError as error:
+        raise Unsendable("Segment cannot write this %s message as JSON: %s" % (wire["type"], error)) from None
+    if size > MAX_MSG_SIZE:
+        raise Unsendable(
+            "this %s message is %d bytes as Segment sends it, over Segment's %d limit" % (wire["type"], size, MAX_MSG_SIZE)
+        )
 
 
 class SegmentLeg:
@@ -85,6 +106,8 @@ class SegmentLeg:
         """
         client = self.client
         wire = segment_message(msg)
+        if not certainly_fits(wire):
+            check_size(wire)
         if client.sync_mode:
             post(
                 client.write_key,
