@@ -64,6 +64,10 @@ class PostHogLeg:
     def runs_on(self, thread: threading.Thread) -> bool:
         return thread in (self.client.consumers or ())
 
+    @property
+    def host(self) -> Optional[str]:
+        return getattr(self.client, "host", None)
+
     def send(self, msg: Message) -> bool:
         """Hand one message to posthog; ``False`` when posthog dropped it."""
         event = to_posthog(msg, self.group_type)

@@ -29,6 +29,8 @@ from analytics_posthog.message import Message, certainly_fits, json_size
 #: What Segment's own client names itself in ``context.library``: the Segment
 #: leg sends each message as that client would have (shared, read-only).
 SEGMENT_LIBRARY = {"name": "analytics-python", "version": SEGMENT_VERSION}
+#: Where Segment's ``post`` sends when its client has no ``host``.
+SEGMENT_DEFAULT_HOST = "https://api.segment.io"
 
 
 def segment_message(msg: Message) -> Message:
@@ -72,6 +74,10 @@ class SegmentLeg:
 
     def runs_on(self, thread: threading.Thread) -> bool:
         return thread in (self.client.consumers or ())
+
+    @property
+    def host(self) -> str:
+        return self.client.host or SEGMENT_DEFAULT_HOST
 
     def _start(self) -> None:
         """A fresh Segment client; in a forked child, the parent's queue and dead
