@@ -25,6 +25,7 @@ from analytics_posthog.errors import Unsendable
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import segment_integrations
 from analytics_posthog.message import Message, certainly_fits, json_size
+from analytics_posthog.queues import take_back
 
 #: What Segment's own client names itself in ``context.library``: the Segment
 #: leg sends each message as that client would have (shared, read-only).
@@ -102,6 +103,10 @@ class SegmentLeg:
     def pending(self) -> int:
         return self.client.queue.unfinished_tasks
 
+    @property
+    def has_room(self) -> bool:
+        return not self.client.queue.full()
+
     def send(self, msg: Message) -> bool:
         """Queue (or, in sync mode, post) one message; ``False`` when Segment's queue is full.
 
@@ -152,13 +157,6 @@ class SegmentLeg:
 
     def abandon(self) -> List[Message]:
         """At exit, past the deadline: stop the consumers and take back what is left."""
-        for consumer in self.client.consumers or []:
-            consumer.pause()
-        left: List[Message] = []
-        while True:
-            try:
-                left.append(self.client.queue.get_nowait())
-            except queue.Empty:
-                return left
+        return take_back(self.client.queue, self.client.consumers or [])
 
 
