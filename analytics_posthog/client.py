@@ -291,27 +291,29 @@ class Client(object):
     def _deliver(self, msg: Message) -> bool:
         """Give ``msg`` to every leg; one leg's failure never stops the other.
 
-        On the dispatcher's thread, each leg's library code runs inside the
+        On the dispatcher's thread, the legs' library code runs inside the
         fork gate (``forks.GATE``), so no fork lands while it holds a lock;
         reporting a failure (the app's ``on_error``) runs outside it. In sync
         mode the caller's thread delivers, over HTTP, and is not gated: a fork
         would wait for the request.
         """
-        delivered = True
+        results: List[Tuple[Leg, bool, Optional[Exception]]] = []
         gated = not self.sync_mode
-        for leg in self.legs:
+        if gated:
+            GATE.enter()
+        try:
+            for leg in self.legs:
+                try:
+                    # A full leg queue turns the message away here, once, rather
+                    # than in posthog, which logs a line for each one.
+                    results.append((leg, (self.sync_mode or leg.has_room) and leg.send(msg), None))
+                except Exception as error:
+                    results.append((leg, False, error))
+        finally:
             if gated:
-                GATE.enter()
-            try:
-                # A full leg queue turns the message away here, once, rather
-                # than in posthog, which logs a line for each one.
-                accepted = (self.sync_mode or leg.has_room) and leg.send(msg)
-                error = None
-            except Exception as raised:
-                error = raised
-            finally:
-                if gated:
-                    GATE.leave()
+                GATE.leave()
+        delivered = True
+        for leg, accepted, error in results:
             if error is not None:
                 self.log.error("%s leg failed to deliver %s: %s", leg.name, msg["type"], error)
                 self._stats.add(leg.name, "failed")

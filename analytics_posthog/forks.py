@@ -37,8 +37,8 @@ FORK_WAIT = 3.0
 class ForkGate:
     """Many dispatcher threads may be inside at once; a fork waits until none is.
 
-    ``enter``/``leave`` bracket each message's delivery (about a microsecond
-    each); a thread that forks from inside (``on_error`` run by the libraries
+    ``enter``/``leave`` bracket each message's delivery to the legs (about a
+    microsecond together); a thread that forks from inside (``on_error`` run by the libraries
     on the dispatcher's thread, say) does not wait for itself.
     """
 
@@ -46,26 +46,27 @@ class ForkGate:
         self._reset()
 
     def _reset(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._inside: Set[int] = set()
         self._forking = 0
 
     def enter(self) -> None:
-        with self._cond:
+        with self._lock:
             while self._forking:
                 self._cond.wait()
             self._inside.add(threading.get_ident())
 
     def leave(self) -> None:
-        with self._cond:
+        with self._lock:
             self._inside.discard(threading.get_ident())
-            if not self._inside:
+            if self._forking and not self._inside:
                 self._cond.notify_all()
 
     def before_fork(self) -> None:
         me = threading.get_ident()
         started = time.monotonic()
-        with self._cond:
+        with self._lock:
             self._forking += 1
             if not self._cond.wait_for(lambda: not (self._inside - {me}), FORK_WAIT):
                 log.warning(
@@ -75,7 +76,7 @@ class ForkGate:
                 )
 
     def after_in_parent(self) -> None:
-        with self._cond:
+        with self._lock:
             self._forking -= 1
             self._cond.notify_all()
 

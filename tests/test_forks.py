@@ -10,11 +10,13 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 
 import pytest
 
+from analytics_posthog import forks
 from analytics_posthog.testing import CaptureServer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -68,6 +70,43 @@ def get(url: str, deadline: float) -> bytes:
 def counted(items, name_key, id_key):
     """How many times each (name, id) arrived."""
     return collections.Counter((item[name_key], item[id_key]) for item in items)
+
+
+def fork_while_inside(hold: float) -> float:
+    """Seconds a fork waits while another thread is inside the gate for ``hold`` seconds."""
+    inside, release = threading.Event(), threading.Event()
+
+    def deliver():
+        forks.GATE.enter()
+        try:
+            inside.set()
+            release.wait(10)
+        finally:
+            forks.GATE.leave()
+
+    thread = threading.Thread(target=deliver)
+    thread.start()
+    inside.wait(10)
+    threading.Timer(hold, release.set).start()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    waited = time.monotonic() - started
+    os.waitpid(pid, 0)
+    release.set()
+    thread.join(10)
+    return waited
+
+
+def test_a_fork_waits_until_the_dispatcher_is_out_of_the_libraries_code():
+    assert 0.25 <= fork_while_inside(0.3) < forks.FORK_WAIT
+
+
+def test_a_fork_waits_a_bounded_time_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(forks, "FORK_WAIT", 0.2)
+    assert 0.15 <= fork_while_inside(2.0) < 1.0
+    assert any("forking while its dispatcher is still inside" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("worker", [["-k", "sync"], ["-k", "gthread", "--threads", "4"]], ids=["sync", "gthread"])
