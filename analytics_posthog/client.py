@@ -157,6 +157,7 @@ class Client(object):
             self.legs.append(
                 segment_leg.SegmentLeg(lambda: SegmentClient(segment_key, **segment_settings), self._retried("segment"))
             )
+        self._segment = next((leg for leg in self.legs if isinstance(leg, segment_leg.SegmentLeg)), None)
         self._stats = DeliveryStats(leg.name for leg in self.legs)
         self._drops = Drops(self._report, self.log, max_queue_size)
         self._closed = False
@@ -268,6 +269,8 @@ class Client(object):
         if not self.send:
             return True, msg
         if not self._closed:
+            if self._segment is not None and message.near_limit(msg):
+                self._segment.check_size_of(msg)
             if self.sync_mode:
                 delivered = self._deliver(msg)
                 for leg in self.legs:

@@ -15,11 +15,18 @@ dispatcher enters that code through ``GATE``, and a fork waits, for at most
 threads (posthog's and Segment's consumers) are theirs to make fork-safe:
 posthog rebuilds its queues, consumers and HTTP sessions in a child, and the
 Segment leg builds a fresh Segment client there.
+
+One thing no library can undo in a child is an import that another thread
+had half done at the fork: the module's import lock stays held, and the
+child's next import of it waits forever. ``requests`` imports ``netrc`` on
+every request's first use, so the consumers' first requests in the parent
+were such a moment; it is imported here, before any of those threads exist.
 """
 
 from __future__ import annotations
 
 import logging
+import netrc  # noqa: F401  (see above)
 import os
 import threading
 import time

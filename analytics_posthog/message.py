@@ -14,6 +14,7 @@ import functools
 import marshal
 import re
 import sys
+import threading
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Pattern, Tuple
 
@@ -32,6 +33,12 @@ Message = Dict[str, Any]
 
 LIBRARY = {"name": "analytics-posthog", "version": VERSION}
 JSON_PER_MARSHAL_BYTE = 8
+#: The most the Segment leg's own fields add to a message's JSON:
+#: ``, "PostHog": false`` in ``integrations``, and Segment's library name
+#: and version in place of ours (``tests/test_unwritable.py`` checks it).
+WIRE_MARGIN = 64
+#: The last message built on each thread that is within WIRE_MARGIN of the limit.
+_near_limit = threading.local()
 _encode = DatetimeSerializer().encode
 #: Segment's ``clean``, with the fast path for plain JSON values.
 clean = with_fast_path(segment_clean, segment_log)
@@ -255,9 +262,18 @@ def _finish(msg: Message) -> Message:
 
     if unusual or not certainly_fits(msg):
         # Segment's own check: raises ValueError for an int too long for JSON.
-        if json_size(msg) > MAX_MSG_SIZE:
+        size = json_size(msg)
+        if size > MAX_MSG_SIZE:
             raise RuntimeError("Message exceeds %skb limit. (%s)", str(int(MAX_MSG_SIZE / 1024)), str(msg))
+        if size > MAX_MSG_SIZE - WIRE_MARGIN:
+            _near_limit.msg = msg
     return msg
+
+
+def near_limit(msg: Message) -> bool:
+    """Whether ``msg``, the last message built on this thread, is within
+    WIRE_MARGIN of MAX_MSG_SIZE: the Segment leg's own fields may take it over."""
+    return getattr(_near_limit, "msg", None) is msg
 
 
 def json_size(msg: Message) -> int:
@@ -278,10 +294,12 @@ def certainly_fits(msg: Message) -> bool:
     5 characters + 2 for 1 byte; a string's characters escape to at most 6
     for each UTF-8 byte; numbers and containers are wider in marshal than in
     JSON. A message over the bound, or one that may hold an int too long to
-    write (``may_hold_unwritable_int``), gets Segment's own exact check.
+    write (``may_hold_unwritable_int``), gets Segment's own exact check. The
+    bound leaves WIRE_MARGIN bytes, so a message proven here also fits as the
+    Segment leg sends it.
     """
     data = marshal.dumps(msg, 2)
-    return JSON_PER_MARSHAL_BYTE * len(data) <= MAX_MSG_SIZE and not may_hold_unwritable_int(data)
+    return JSON_PER_MARSHAL_BYTE * len(data) <= MAX_MSG_SIZE - WIRE_MARGIN and not may_hold_unwritable_int(data)
 
 
 #: The most 15-bit digits an int can have in a message that passes the bound.

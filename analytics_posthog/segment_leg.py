@@ -11,7 +11,7 @@ import atexit
 import queue
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Set
 
 from requests import sessions
 from segment.analytics import Client as SegmentClient
@@ -24,7 +24,7 @@ from analytics_posthog import retries
 from analytics_posthog.errors import Unsendable
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import segment_integrations
-from analytics_posthog.message import Message, certainly_fits, json_size
+from analytics_posthog.message import Message, json_size
 from analytics_posthog.queues import take_back
 
 #: What Segment's own client names itself in ``context.library``: the Segment
@@ -49,7 +49,8 @@ def check_size(wire: Message) -> None:
 
     The call checked the message as Segment's client would; the leg's own
     fields (``integrations.PostHog``, Segment's ``context.library``) can take
-    one near the limit over it. Segment's consumer drops such a message
+    one near the limit over it (only one the call found within
+    ``message.WIRE_MARGIN`` of the limit is sized again here). Segment's consumer drops such a message
     without marking it done, and its queue would never join again: every
     ``flush()`` and ``shutdown()`` would wait forever.
     """
@@ -69,12 +70,17 @@ class SegmentLeg:
     def __init__(self, build: Callable[[], SegmentClient], on_retry: Callable[[], None] = lambda: None) -> None:
         self._build = build
         self.retried = on_retry
+        self._near_limit: Set[str] = set()
         self._start()
         reset_in_child(self._start_in_child)
         retries.watch(self)
 
     def runs_on(self, thread: threading.Thread) -> bool:
         return thread in (self.client.consumers or ())
+
+    def check_size_of(self, msg: Message) -> None:
+        """Size ``msg`` exactly as this leg sends it, when it comes (``message.near_limit``)."""
+        self._near_limit.add(msg["messageId"])
 
     @property
     def host(self) -> str:
@@ -117,7 +123,8 @@ class SegmentLeg:
         """
         client = self.client
         wire = segment_message(msg)
-        if not certainly_fits(wire):
+        if self._near_limit and msg["messageId"] in self._near_limit:
+            self._near_limit.discard(msg["messageId"])
             check_size(wire)
         if client.sync_mode:
             post(

@@ -15,6 +15,7 @@ from segment.analytics.consumer import MAX_MSG_SIZE
 
 from analytics_posthog import Client, message
 from analytics_posthog.errors import Unsendable
+from analytics_posthog.segment_leg import segment_message
 from analytics_posthog.testing import CaptureServer
 
 LIMIT = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
@@ -87,6 +88,13 @@ def test_a_message_only_the_segment_legs_fields_take_over_the_limit_is_reported(
     stats = client.stats()
     assert (stats["segment"]["failed"], stats["segment"]["queued"], stats["posthog"]["failed"]) == (1, 0, 0)
     assert finishes(client.shutdown)
+
+
+@pytest.mark.parametrize("integrations", [{}, {"Amplitude": True}, {"All": False, "Mixpanel": {"x": 1}}])
+def test_the_segment_legs_fields_add_at_most_the_margin(integrations):
+    msg = Client(send=False).track("u1", "e", {"n": 1}, integrations=integrations)[1]
+    grown = message.json_size(segment_message(msg)) - message.json_size(msg)
+    assert 0 < grown <= message.WIRE_MARGIN
 
 
 @needs_limit
