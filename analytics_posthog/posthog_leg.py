@@ -97,8 +97,11 @@ class PostHogLeg:
 
     @property
     def has_room(self) -> bool:
-        """Whether posthog's queue takes one more (posthog logs a line for each one it turns away)."""
-        return not self.client.queue.full()
+        """Whether posthog's queue takes one more (posthog logs a line for each
+        one it turns away). ``Queue.full()``'s test, through what posthog's
+        stand-in for a queue it could not create also has."""
+        pending = self.client.queue
+        return not 0 < pending.maxsize <= pending.qsize()
 
     def flush(self, timeout: Optional[float]) -> None:
         self.client.flush(timeout_seconds=timeout)
