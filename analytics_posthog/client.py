@@ -8,12 +8,11 @@ unchanged; new parameters come after Segment's.
 from __future__ import annotations
 
 import atexit
-import collections
 import logging
 import time
 import weakref
 from datetime import datetime
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import posthog
 from segment.analytics import Client as SegmentClient
@@ -22,8 +21,9 @@ from segment.analytics.client import require
 from analytics_posthog import message, posthog_leg, segment_leg
 from analytics_posthog.config import NO_KEY_MESSAGE, POSTHOG_MISSING_MESSAGE, resolve_keys
 from analytics_posthog.dispatcher import Dispatcher
+from analytics_posthog.drops import Drops
 from analytics_posthog.errors import ClientClosed, DeliveryError, ExitTimeout, QueueFull
-from analytics_posthog.forks import reset_in_child
+from analytics_posthog.forks import GATE, reset_in_child
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.message import Message
 from analytics_posthog.request_context import current as current_request
@@ -35,15 +35,6 @@ Result = Tuple[bool, Message]
 
 #: How many messages a leg may have waiting before it counts as backed up.
 LEG_WINDOW = 1000
-
-#: At most one log line per this many seconds about dropped messages.
-DROP_LOG_INTERVAL = 10.0
-
-#: Turned-away messages kept for ``on_error`` while they wait to be reported:
-#: this many, or ``max_queue_size`` if that is more (a busy app turns away
-#: hundreds of calls before the dispatcher's thread gets the interpreter).
-MIN_KEPT_FOR_ON_ERROR = 1000
-
 
 class Client(object):
     class DefaultConfig(SegmentClient.DefaultConfig):
@@ -166,15 +157,12 @@ class Client(object):
             self.legs.append(
                 segment_leg.SegmentLeg(lambda: SegmentClient(segment_key, **segment_settings), self._retried("segment"))
             )
+        self._segment = next((leg for leg in self.legs if isinstance(leg, segment_leg.SegmentLeg)), None)
         self._stats = DeliveryStats(leg.name for leg in self.legs)
-        self._drops_unlogged = 0
-        self._drops_logged_at = float("-inf")
-        self._turned_away: Deque[Message] = collections.deque()
-        self._turned_away_unkept = 0
-        self._kept_for_on_error = max(max_queue_size, MIN_KEPT_FOR_ON_ERROR)
+        self._drops = Drops(self._report, self.log, max_queue_size)
         self._closed = False
-        self._dispatcher = Dispatcher(self._deliver, max_queue_size, self._legs_ready, self._report_turned_away)
-        reset_in_child(self._reset_stats)
+        self._dispatcher = Dispatcher(self._deliver, max_queue_size, self._legs_ready, self._drops.report_turned_away)
+        reset_in_child(self._reset_in_child)
         if not sync_mode:
             self._exit_hook = _exit_hook(self)
             atexit.register(self._exit_hook)
@@ -281,6 +269,8 @@ class Client(object):
         if not self.send:
             return True, msg
         if not self._closed:
+            if self._segment is not None and message.near_limit(msg):
+                self._segment.check_size_of(msg)
             if self.sync_mode:
                 delivered = self._deliver(msg)
                 for leg in self.legs:
@@ -295,38 +285,39 @@ class Client(object):
         return False, msg
 
     def _turn_away(self, msg: Message) -> None:
-        """Our queue is full: ``msg`` is counted now and reported by the
-        dispatcher's thread, since ``on_error`` and logging run the app's code,
-        which may be slow, and a call must never wait. While reports wait, at
-        most ``MIN_KEPT_FOR_ON_ERROR`` or ``max_queue_size`` messages are kept
-        for ``on_error``; the rest are counted and logged only."""
+        """Our queue is full: ``msg`` is counted now, reported by the dispatcher's thread."""
         for leg in self.legs:
             self._stats.add(leg.name, "dropped")
-        if len(self._turned_away) < self._kept_for_on_error:
-            self._turned_away.append(msg)
-        else:
-            self._turned_away_unkept += 1
+        self._drops.turn_away(msg)
         self._dispatcher.nudge()
 
-    def _report_turned_away(self) -> None:
-        if not self._turned_away and not self._turned_away_unkept:
-            return
-        msgs: List[Message] = []
-        while True:
-            try:
-                msgs.append(self._turned_away.popleft())
-            except IndexError:
-                break
-        unkept, self._turned_away_unkept = self._turned_away_unkept, 0
-        self._tell(QueueFull("analytics-posthog queue is full"), msgs, unkept)
-
     def _deliver(self, msg: Message) -> bool:
-        """Give ``msg`` to every leg; one leg's failure never stops the other."""
+        """Give ``msg`` to every leg; one leg's failure never stops the other.
+
+        On the dispatcher's thread, the legs' library code runs inside the
+        fork gate (``forks.GATE``), so no fork lands while it holds a lock;
+        reporting a failure (the app's ``on_error``) runs outside it. In sync
+        mode the caller's thread delivers, over HTTP, and is not gated: a fork
+        would wait for the request.
+        """
+        results: List[Tuple[Leg, bool, Optional[Exception]]] = []
+        gated = not self.sync_mode
+        if gated:
+            GATE.enter()
+        try:
+            for leg in self.legs:
+                try:
+                    # A full leg queue turns the message away here, once, rather
+                    # than in posthog, which logs a line for each one.
+                    results.append((leg, (self.sync_mode or leg.has_room) and leg.send(msg), None))
+                except Exception as error:
+                    results.append((leg, False, error))
+        finally:
+            if gated:
+                GATE.leave()
         delivered = True
-        for leg in self.legs:
-            try:
-                accepted = leg.send(msg)
-            except Exception as error:
+        for leg, accepted, error in results:
+            if error is not None:
                 self.log.error("%s leg failed to deliver %s: %s", leg.name, msg["type"], error)
                 self._stats.add(leg.name, "failed")
                 self._report(error, [msg])
@@ -345,10 +336,14 @@ class Client(object):
                 self._dropped([leg.name], [msg], QueueFull("the %s leg's queue is full" % leg.name))
         return delivered
 
-    def _legs_ready(self) -> bool:
+    def _legs_ready(self, urgent: bool) -> bool:
         """Some leg can take more: hand over. A leg that is down must never hold
         back a healthy one, so only when every leg has LEG_WINDOW messages
-        waiting does the backlog stay in our own (smaller) queue."""
+        waiting does the backlog stay in our own (smaller) queue. A flush
+        (``urgent``) hands over whatever some leg has room for; while none
+        has, messages wait here (at exit, until the deadline counts them)."""
+        if urgent:
+            return any(leg.has_room for leg in self.legs)
         return any(leg.pending < LEG_WINDOW for leg in self.legs)
 
     def _retried(self, leg: str) -> Callable[[], None]:
@@ -365,19 +360,7 @@ class Client(object):
         """Count, report and log messages never handed over."""
         for leg in legs:
             self._stats.add(leg, "dropped", len(msgs))
-        self._tell(error, msgs)
-
-    def _tell(self, error: DeliveryError, msgs: List[Any], unkept: int = 0) -> None:
-        """``on_error`` for ``msgs``, and a log line for them and ``unkept`` more
-        (at most one line per DROP_LOG_INTERVAL)."""
-        if msgs:
-            self._report(error, msgs)
-        self._drops_unlogged += len(msgs) + unkept
-        now = time.monotonic()
-        if now - self._drops_logged_at >= DROP_LOG_INTERVAL:
-            self.log.warning("analytics_posthog dropped %d message(s) (%s); see stats()", self._drops_unlogged, error)
-            self._drops_unlogged = 0
-            self._drops_logged_at = now
+        self._drops.tell(error, msgs)
 
     def _report(self, error: Exception, batch: Any) -> None:
         """Tell ``on_error``, never letting its own failure escape into a worker thread."""
@@ -394,15 +377,16 @@ class Client(object):
             return {}
         return self._stats.snapshot(self._dispatcher.pending, {leg.name: leg.pending for leg in self.legs})
 
-    def _reset_stats(self) -> None:
+    def _reset_in_child(self) -> None:
         self._stats = DeliveryStats(leg.name for leg in self.legs)
+        self._drops.reset()
 
     def flush(self) -> None:
         """Block until every queued message has been delivered (or given up on)."""
         if not self.legs:
             return
         self._dispatcher.flush()
-        self._report_turned_away()
+        self._drops.report_turned_away()
         for leg in self.legs:
             leg.flush(None)
 
@@ -418,7 +402,7 @@ class Client(object):
             return
         self._closed = True
         self._dispatcher.stop()
-        self._report_turned_away()
+        self._drops.report_turned_away()
         for leg in self.legs:
             leg.join()
         if not self.sync_mode:
@@ -431,22 +415,26 @@ class Client(object):
 
     def _at_exit(self) -> None:
         """Deliver what is still queued when the interpreter exits, within ``exit_timeout``;
-        count and report whatever could not be."""
+        count, report and log whatever could not be (``docs/lifecycle.md``)."""
         deadline = time.monotonic() + self.exit_timeout
         self._dispatcher.flush(self.exit_timeout)
-        self._report_turned_away()
+        self._drops.report_turned_away()
         left = self._dispatcher.discard()
         if left:
             self._dropped([leg.name for leg in self.legs], left, ExitTimeout("exit came before delivery"))
         for leg in self.legs:
-            leg.flush(max(0.0, deadline - time.monotonic()))
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                leg.flush(remaining)
         for leg in self.legs:
             left = leg.abandon()
             if left:
+                # Taken back from the leg: dropped, no longer accepted.
+                self._stats.add(leg.name, "accepted", -len(left))
                 self._dropped([leg.name], left, ExitTimeout("exit came before the %s leg delivered" % leg.name))
-            in_flight = leg.pending - len(left)
-            if in_flight:
-                self.log.warning("%d message(s) were still in flight to %s at exit; their delivery is unknown", in_flight, leg.name)
+            if leg.pending:
+                self.log.warning("%d message(s) were still in flight to %s at exit; their delivery is unknown", leg.pending, leg.name)
+        self._drops.log(force=True)
 
 
 def _exit_hook(client: Client) -> Callable[[], None]:

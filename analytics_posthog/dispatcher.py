@@ -68,15 +68,16 @@ def sharpen_sleeps() -> None:
 
 
 class Dispatcher:
-    """``ready()`` says whether the legs can take more: while they cannot (a
-    long outage), the backlog stays here, held once in Segment's compact form,
-    instead of piling up in each leg's queue."""
+    """``ready(urgent)`` says whether the legs can take more, ``urgent`` while
+    a ``flush()`` waits: while they cannot (a long outage), the backlog stays
+    here, held once in Segment's compact form, instead of piling up in each
+    leg's queue."""
 
     def __init__(
         self,
         deliver: Callable[[Message], object],
         max_queue_size: int,
-        ready: Callable[[], bool],
+        ready: Callable[[bool], bool],
         tend: Callable[[], None],
     ) -> None:
         """``tend`` runs on the worker between messages: the client's chores
@@ -164,7 +165,7 @@ class Dispatcher:
             wait = IDLE_POLL
             while items:
                 self._chores()
-                if not self._urgent and not self._ready():
+                if not self._ready(bool(self._urgent)):
                     wait = BUSY_POLL
                     break
                 pressed = self._urgent or len(items) >= BACKLOG

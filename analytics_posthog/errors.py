@@ -15,3 +15,8 @@ class ExitTimeout(DeliveryError):
 
 class ClientClosed(DeliveryError):
     """The call came after ``join()`` or ``shutdown()``: the client delivers no more."""
+
+
+class Unsendable(DeliveryError):
+    """A leg's library cannot send the message: Segment's consumer would drop it
+    (over its size limit once the leg's own fields are in, or not writable as JSON)."""

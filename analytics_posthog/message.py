@@ -10,9 +10,13 @@ defaults, same ``require`` order, same keys), which is what makes the returned
 
 from __future__ import annotations
 
+import functools
 import marshal
+import re
+import sys
+import threading
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Pattern, Tuple
 
 from segment.analytics.client import ID_TYPES, require, stringify_id
 from segment.analytics.consumer import MAX_MSG_SIZE
@@ -29,6 +33,12 @@ Message = Dict[str, Any]
 
 LIBRARY = {"name": "analytics-posthog", "version": VERSION}
 JSON_PER_MARSHAL_BYTE = 8
+#: The most the Segment leg's own fields add to a message's JSON:
+#: ``, "PostHog": false`` in ``integrations``, and Segment's library name
+#: and version in place of ours (``tests/test_unwritable.py`` checks it).
+WIRE_MARGIN = 64
+#: The last message built on each thread that is within WIRE_MARGIN of the limit.
+_near_limit = threading.local()
 _encode = DatetimeSerializer().encode
 #: Segment's ``clean``, with the fast path for plain JSON values.
 clean = with_fast_path(segment_clean, segment_log)
@@ -250,14 +260,32 @@ def _finish(msg: Message) -> Message:
     msg = clean(msg, unusual)
     msg["context"]["library"] = LIBRARY
 
-    if (unusual or not certainly_fits(msg)) and len(_encode(msg).encode()) > MAX_MSG_SIZE:
-        raise RuntimeError("Message exceeds %skb limit. (%s)", str(int(MAX_MSG_SIZE / 1024)), str(msg))
+    if unusual or not certainly_fits(msg):
+        # Segment's own check: raises ValueError for an int too long for JSON.
+        size = json_size(msg)
+        if size > MAX_MSG_SIZE:
+            raise RuntimeError("Message exceeds %skb limit. (%s)", str(int(MAX_MSG_SIZE / 1024)), str(msg))
+        if size > MAX_MSG_SIZE - WIRE_MARGIN:
+            _near_limit.msg = msg
     return msg
 
 
+def near_limit(msg: Message) -> bool:
+    """Whether ``msg``, the last message built on this thread, is within
+    WIRE_MARGIN of MAX_MSG_SIZE: the Segment leg's own fields may take it over."""
+    return getattr(_near_limit, "msg", None) is msg
+
+
+def json_size(msg: Message) -> int:
+    """Bytes of Segment's JSON for ``msg`` (``ValueError`` for an int that
+    Python refuses to write: more than ``sys.get_int_max_str_digits()`` digits)."""
+    return len(_encode(msg).encode())
+
+
 def certainly_fits(msg: Message) -> bool:
-    """Whether Segment's JSON for ``msg`` is within MAX_MSG_SIZE, from its
-    ``marshal`` size, which C computes about 3.5 times faster than the JSON.
+    """Whether Segment's JSON for ``msg`` can be written and is within
+    MAX_MSG_SIZE, from its ``marshal`` bytes, which C computes about 3.5 times
+    faster than the JSON.
 
     Only for a message that cleaning found to hold nothing but dicts, lists
     and plain values under ``str`` keys. Each such value's JSON, with the
@@ -265,6 +293,55 @@ def certainly_fits(msg: Message) -> bool:
     marshal (version 2, which never shares repeated objects): ``false`` is
     5 characters + 2 for 1 byte; a string's characters escape to at most 6
     for each UTF-8 byte; numbers and containers are wider in marshal than in
-    JSON. A message over the bound gets Segment's own exact check.
+    JSON. A message over the bound, or one that may hold an int too long to
+    write (``may_hold_unwritable_int``), gets Segment's own exact check. The
+    bound leaves WIRE_MARGIN bytes, so a message proven here also fits as the
+    Segment leg sends it.
     """
-    return JSON_PER_MARSHAL_BYTE * len(marshal.dumps(msg, 2)) <= MAX_MSG_SIZE
+    data = marshal.dumps(msg, 2)
+    return JSON_PER_MARSHAL_BYTE * len(data) <= MAX_MSG_SIZE - WIRE_MARGIN and not may_hold_unwritable_int(data)
+
+
+#: The most 15-bit digits an int can have in a message that passes the bound.
+_MOST_DIGITS = (MAX_MSG_SIZE // JSON_PER_MARSHAL_BYTE - 5) // 2
+
+
+def may_hold_unwritable_int(data: bytes) -> bool:
+    """Whether the marshal ``data`` of a message within the bound may hold an
+    int too long for JSON. Such an int makes Segment's client raise at the
+    call, and a consumer that meets one drops it (Segment's without marking
+    it done, so its queue never joins again): it must get the exact check.
+
+    marshal writes an int beyond 32 bits as ``b"l"``, its number of 15-bit
+    digits as a signed 32-bit little-endian count, then the digits. An int of
+    more than the limit's decimal digits has at least ``fewest`` of them, and
+    in a message within the bound at most ``_MOST_DIGITS``: its header matches
+    ``pattern`` and its digits fit in what follows. Text can match too (a
+    string ending in ``l`` before a short string's length); that only costs
+    the exact check.
+    """
+    limit = _int_digits_limit()
+    if not limit:
+        return False
+    pattern, fewest = _long_headers(limit)
+    for match in pattern.finditer(data, 0, len(data) - 2 * fewest):
+        digits = abs(int.from_bytes(match.group()[1:], "little", signed=True))
+        if digits >= fewest and match.start() + 5 + 2 * digits <= len(data):
+            return True
+    return False
+
+
+def _int_digits_limit() -> int:
+    get = getattr(sys, "get_int_max_str_digits", None)
+    return get() if get is not None else 0
+
+
+@functools.lru_cache(maxsize=4)
+def _long_headers(limit: int) -> Tuple[Pattern[bytes], int]:
+    """The marshal headers of ints with more than ``limit`` decimal digits, and
+    their fewest 15-bit digits (those of ``10 ** limit``)."""
+    fewest = ((10**limit).bit_length() + 14) // 15
+    top = min(fewest, _MOST_DIGITS)
+    positive = rb"l[\x00-\xff][\x%02x-\x%02x]\x00\x00" % (top >> 8, _MOST_DIGITS >> 8)
+    negative = rb"l[\x00-\xff][\x%02x-\x%02x]\xff\xff" % ((0x10000 - _MOST_DIGITS) >> 8, (0x10000 - top) >> 8)
+    return re.compile(positive + b"|" + negative), fewest

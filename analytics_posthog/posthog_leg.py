@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import contextvars
-import queue
 import threading
 from typing import Any, Callable, Dict, List, Optional
 
@@ -19,6 +18,7 @@ from analytics_posthog import posthog_speedups, retries
 from analytics_posthog.forks import fork_safe_lock
 from analytics_posthog.mapping import to_posthog
 from analytics_posthog.message import Message
+from analytics_posthog.queues import take_back
 
 _OS_PROPERTIES = ("$os", "$os_version")
 #: The end user's OS (``context.os``) for the event being captured. posthog's
@@ -64,6 +64,10 @@ class PostHogLeg:
     def runs_on(self, thread: threading.Thread) -> bool:
         return thread in (self.client.consumers or ())
 
+    @property
+    def host(self) -> Optional[str]:
+        return getattr(self.client, "host", None)
+
     def send(self, msg: Message) -> bool:
         """Hand one message to posthog; ``False`` when posthog dropped it."""
         event = to_posthog(msg, self.group_type)
@@ -91,6 +95,14 @@ class PostHogLeg:
     def pending(self) -> int:
         return self.client.queue.unfinished_tasks
 
+    @property
+    def has_room(self) -> bool:
+        """Whether posthog's queue takes one more (posthog logs a line for each
+        one it turns away). ``Queue.full()``'s test, through what posthog's
+        stand-in for a queue it could not create also has."""
+        pending = self.client.queue
+        return not 0 < pending.maxsize <= pending.qsize()
+
     def flush(self, timeout: Optional[float]) -> None:
         self.client.flush(timeout_seconds=timeout)
 
@@ -107,14 +119,7 @@ class PostHogLeg:
         and ours."""
         if not self.owned:
             return []
-        for consumer in self.client.consumers or []:
-            consumer.pause()
-        left: List[Any] = []
-        while True:
-            try:
-                left.append(self.client.queue.get_nowait())
-            except queue.Empty:
-                return left
+        return take_back(self.client.queue, self.client.consumers or [])
 
 
 def build_client(

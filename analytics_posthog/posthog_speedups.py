@@ -17,7 +17,7 @@ dominate posthog's CPU time (``benchmarks/cost_breakdown.py``):
 
 Each replacement is installed once per process, so every posthog client in
 it (an app's own one too) gets it; each is skipped if a posthog release moves
-what it replaces. These are, with the retry jitter in ``retries``, the only
+what it replaces. These are, with the retry jitter and watch in ``retries``, the only
 places where we reach inside posthog instead of calling its public API.
 """
 

@@ -1,8 +1,8 @@
-"""Retries: counted per leg, and spread out on the PostHog leg.
+"""Retries: counted per leg, spread out on the PostHog leg, and failures told at once.
 
 Both libraries retry on their own and we do not redo that; this module only
-watches them, through one module-level function of each that their consumer
-threads look up at call time:
+watches them, through module-level functions that their consumer threads
+look up at call time:
 
 - posthog's ``_backoff(attempt, retry_after)`` sleeps 1, 2, 4 ... 30 s
   between attempts, with ``Retry-After`` as a minimum, and no jitter: workers
@@ -12,11 +12,16 @@ threads look up at call time:
   would.
 - Segment's consumer calls ``post(..., retry_count=n)``, so an attempt with
   ``n > 0`` is a retry.
+- Each attempt goes through Segment's ``post`` and posthog's ``batch_post``
+  (capture v0) or ``_post_v1`` (v1, which answers an error status instead of
+  raising): a failed attempt of our legs is reported to ``outages``, which
+  warns within seconds instead of after the last retry.
 
-A retry is counted for the leg whose client runs the consumer thread that
-retried. The modules are bound at import, before ``install_as_segment()`` can
-rename ``segment.analytics``. A posthog or Segment release that renames these
-functions leaves its retries as they are, uncounted.
+A retry or failure is counted for the leg whose client runs the consumer
+thread that made the attempt (an app's own posthog client is left alone).
+The modules are bound at import, before ``install_as_segment()`` can rename
+``segment.analytics``. A posthog or Segment release that renames these
+functions leaves its retries as they are, uncounted and unreported.
 """
 
 from __future__ import annotations
@@ -29,13 +34,16 @@ import weakref
 from typing import Any, Callable, Optional, Protocol
 
 from posthog import consumer as posthog_consumer
+from posthog import request as posthog_request
 
 try:
     from posthog import capture_v1 as posthog_capture_v1
 except ImportError:  # a posthog without the capture v1 lane: its consumer's _backoff is the only one
     posthog_capture_v1 = None
 from segment.analytics import consumer as segment_consumer
+from segment.analytics import request as segment_request
 
+from analytics_posthog import outages
 from analytics_posthog.forks import fork_safe_lock
 
 log = logging.getLogger("analytics_posthog")
@@ -47,6 +55,9 @@ _POSTHOG_MAX_WAIT = getattr(posthog_capture_v1, "_MAX_BACKOFF_SECONDS", 30)
 
 
 class Watched(Protocol):
+    name: str
+    host: Optional[str]
+
     def runs_on(self, thread: threading.Thread) -> bool: ...
 
     def retried(self) -> None: ...
@@ -67,16 +78,32 @@ def jitter(attempt_index: int) -> float:
     return random.uniform(0, JITTER * min(2**attempt_index, _POSTHOG_MAX_WAIT))
 
 
+def _leg_of_this_thread() -> Optional[Watched]:
+    thread = threading.current_thread()
+    for leg in list(_watched):
+        if leg.runs_on(thread):
+            return leg
+    return None
+
+
 def _count_retry() -> None:
     """Runs inside the libraries' retry loops: counting must never end a retry."""
-    thread = threading.current_thread()
     try:
-        for leg in list(_watched):
-            if leg.runs_on(thread):
-                leg.retried()
-                return
+        leg = _leg_of_this_thread()
+        if leg is not None:
+            leg.retried()
     except Exception:
         log.exception("analytics_posthog: counting a retry failed")
+
+
+def _attempt_failed(failure: Any) -> None:
+    """Runs inside the libraries' retry loops: reporting must never end a retry."""
+    try:
+        leg = _leg_of_this_thread()
+        if leg is not None:
+            outages.failed_attempt(leg.name, leg.host, failure)
+    except Exception:
+        log.exception("analytics_posthog: reporting a failed attempt failed")
 
 
 def _jittered(backoff: Callable[[int, Optional[float]], None]) -> Callable[[int, Optional[float]], None]:
@@ -89,14 +116,25 @@ def _jittered(backoff: Callable[[int, Optional[float]], None]) -> Callable[[int,
     return jittered_backoff
 
 
-def _counted(post: Callable[..., Any]) -> Callable[..., Any]:
-    def counted_post(*args: Any, **kwargs: Any) -> Any:
+def _watched_post(post: Callable[..., Any]) -> Callable[..., Any]:
+    """``post`` (one HTTP attempt) with its retries counted and its failures
+    (an exception, or an error status answered) reported."""
+
+    def watched_post(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("retry_count"):
             _count_retry()
-        return post(*args, **kwargs)
+        try:
+            response = post(*args, **kwargs)
+        except Exception as error:
+            _attempt_failed(error)
+            raise
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int) and not 200 <= status < 300:
+            _attempt_failed(status)
+        return response
 
-    counted_post.analytics_posthog = True  # type: ignore[attr-defined]
-    return counted_post
+    watched_post.analytics_posthog = True  # type: ignore[attr-defined]
+    return watched_post
 
 
 def _install() -> None:
@@ -105,6 +143,10 @@ def _install() -> None:
             backoff = getattr(module, "_backoff", None)
             if backoff is not None and not hasattr(backoff, "analytics_posthog"):
                 module._backoff = _jittered(backoff)  # type: ignore[attr-defined]
-        post = getattr(segment_consumer, "post", None)
-        if post is not None and not hasattr(post, "analytics_posthog"):
-            segment_consumer.post = _counted(post)  # type: ignore[attr-defined]
+        for module, name, original in (
+            (segment_consumer, "post", getattr(segment_request, "post", None)),
+            (posthog_consumer, "batch_post", getattr(posthog_request, "batch_post", None)),
+            (posthog_capture_v1, "_post_v1", getattr(posthog_capture_v1, "_post_v1", None)),
+        ):
+            if original is not None and getattr(module, name, None) is original:
+                setattr(module, name, _watched_post(original))

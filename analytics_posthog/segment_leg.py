@@ -11,22 +11,27 @@ import atexit
 import queue
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Set
 
 from requests import sessions
 from segment.analytics import Client as SegmentClient
 from segment.analytics import request as segment_request
+from segment.analytics.consumer import MAX_MSG_SIZE
 from segment.analytics.request import post
 from segment.analytics.version import VERSION as SEGMENT_VERSION
 
 from analytics_posthog import retries
+from analytics_posthog.errors import Unsendable
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import segment_integrations
-from analytics_posthog.message import Message
+from analytics_posthog.message import Message, json_size
+from analytics_posthog.queues import take_back
 
 #: What Segment's own client names itself in ``context.library``: the Segment
 #: leg sends each message as that client would have (shared, read-only).
 SEGMENT_LIBRARY = {"name": "analytics-python", "version": SEGMENT_VERSION}
+#: Where Segment's ``post`` sends when its client has no ``host``.
+SEGMENT_DEFAULT_HOST = "https://api.segment.io"
 
 
 def segment_message(msg: Message) -> Message:
@@ -39,18 +44,47 @@ def segment_message(msg: Message) -> Message:
     }
 
 
+def check_size(wire: Message) -> None:
+    """Raise ``Unsendable`` for a message Segment's consumer would drop.
+
+    The call checked the message as Segment's client would; the leg's own
+    fields (``integrations.PostHog``, Segment's ``context.library``) can take
+    one near the limit over it (only one the call found within
+    ``message.WIRE_MARGIN`` of the limit is sized again here). Segment's consumer drops such a message
+    without marking it done, and its queue would never join again: every
+    ``flush()`` and ``shutdown()`` would wait forever.
+    """
+    try:
+        size = json_size(wire)
+    except ValueError as error:
+        raise Unsendable("Segment cannot write this %s message as JSON: %s" % (wire["type"], error)) from None
+    if size > MAX_MSG_SIZE:
+        raise Unsendable(
+            "this %s message is %d bytes as Segment sends it, over Segment's %d limit" % (wire["type"], size, MAX_MSG_SIZE)
+        )
+
+
 class SegmentLeg:
     name = "segment"
 
     def __init__(self, build: Callable[[], SegmentClient], on_retry: Callable[[], None] = lambda: None) -> None:
         self._build = build
         self.retried = on_retry
+        self._near_limit: Set[str] = set()
         self._start()
         reset_in_child(self._start_in_child)
         retries.watch(self)
 
     def runs_on(self, thread: threading.Thread) -> bool:
         return thread in (self.client.consumers or ())
+
+    def check_size_of(self, msg: Message) -> None:
+        """Size ``msg`` exactly as this leg sends it, when it comes (``message.near_limit``)."""
+        self._near_limit.add(msg["messageId"])
+
+    @property
+    def host(self) -> str:
+        return self.client.host or SEGMENT_DEFAULT_HOST
 
     def _start(self) -> None:
         """A fresh Segment client; in a forked child, the parent's queue and dead
@@ -75,6 +109,10 @@ class SegmentLeg:
     def pending(self) -> int:
         return self.client.queue.unfinished_tasks
 
+    @property
+    def has_room(self) -> bool:
+        return not self.client.queue.full()
+
     def send(self, msg: Message) -> bool:
         """Queue (or, in sync mode, post) one message; ``False`` when Segment's queue is full.
 
@@ -85,6 +123,9 @@ class SegmentLeg:
         """
         client = self.client
         wire = segment_message(msg)
+        if self._near_limit and msg["messageId"] in self._near_limit:
+            self._near_limit.discard(msg["messageId"])
+            check_size(wire)
         if client.sync_mode:
             post(
                 client.write_key,
@@ -123,13 +164,6 @@ class SegmentLeg:
 
     def abandon(self) -> List[Message]:
         """At exit, past the deadline: stop the consumers and take back what is left."""
-        for consumer in self.client.consumers or []:
-            consumer.pause()
-        left: List[Message] = []
-        while True:
-            try:
-                left.append(self.client.queue.get_nowait())
-            except queue.Empty:
-                return left
+        return take_back(self.client.queue, self.client.consumers or [])
 
 

@@ -17,7 +17,7 @@ def test_a_call_wakes_an_idle_dispatcher_instead_of_waiting_for_its_poll(monkeyp
         delivered.append(msg)
         arrived.release()
 
-    queue = dispatcher.Dispatcher(deliver, 100, lambda: True, lambda: None)
+    queue = dispatcher.Dispatcher(deliver, 100, lambda urgent: True, lambda: None)
     try:
         for burst in range(3):
             queue.put({"n": burst})
@@ -34,7 +34,7 @@ def test_a_call_wakes_an_idle_dispatcher_instead_of_waiting_for_its_poll(monkeyp
 
 def test_calls_in_a_burst_wake_it_at_most_once(monkeypatch):
     monkeypatch.setattr(dispatcher, "QUIET", 60.0)
-    queue = dispatcher.Dispatcher(lambda msg: None, 1000, lambda: True, lambda: None)
+    queue = dispatcher.Dispatcher(lambda msg: None, 1000, lambda urgent: True, lambda: None)
     wakes = []
     original_set = queue._wake.set
     try:
@@ -55,7 +55,7 @@ def test_calls_in_a_burst_wake_it_at_most_once(monkeypatch):
 
 def test_a_stopped_dispatcher_takes_nothing_more():
     delivered = []
-    queue = dispatcher.Dispatcher(delivered.append, 100, lambda: True, lambda: None)
+    queue = dispatcher.Dispatcher(delivered.append, 100, lambda urgent: True, lambda: None)
     assert queue.put({"n": 1})
     queue.stop(10)
     assert queue.put({"n": 2}) is False
@@ -64,7 +64,7 @@ def test_a_stopped_dispatcher_takes_nothing_more():
 
 def test_flush_waits_for_a_message_whose_call_has_not_started_the_worker_yet():
     delivered = []
-    queue = dispatcher.Dispatcher(delivered.append, 100, lambda: True, lambda: None)
+    queue = dispatcher.Dispatcher(delivered.append, 100, lambda urgent: True, lambda: None)
     caller = threading.current_thread()
     release = threading.Event()
     original_start = queue._start
@@ -97,7 +97,7 @@ def test_a_queue_emptied_at_exit_under_the_worker_does_not_kill_it(monkeypatch):
     discarded = []
     all_queued, emptied = threading.Event(), threading.Event()
 
-    def ready():
+    def ready(urgent):
         if not emptied.is_set():
             all_queued.wait(10)
             discarded.extend(queue.discard())
