@@ -190,7 +190,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.identify(u, traits, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(message.identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id))
 
     def track(
@@ -205,7 +205,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.track(u, event, properties, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(
             message.track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -220,7 +220,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            context = request.merge(context)
+            return self._enqueue(request.apply(lambda _u, _a, c: message.alias(previous_id, user_id, c, timestamp, integrations, message_id), None, None, context, ids=False))
         return self._enqueue(message.alias(previous_id, user_id, context, timestamp, integrations, message_id))
 
     def group(
@@ -235,7 +235,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.group(u, group_id, traits, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(
             message.group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -253,7 +253,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.page(u, category, name, properties, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(
             message.page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -271,7 +271,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.screen(u, category, name, properties, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(
             message.screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
         )

@@ -7,12 +7,13 @@ import asyncio
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import TestClient
 
 import analytics_posthog as analytics
+from hostile import HOSTILE, HOSTILE_HEADERS, assert_hostile, hostile_calls
 from analytics_posthog.integrations import configure_module
 from analytics_posthog.integrations.asgi import AnalyticsMiddleware
 
@@ -50,6 +51,10 @@ def make_app(legs, **options):
             await app.state.gate(name)
         analytics.track(event=name)
         return {"ok": True}
+
+    @app.get("/hostile/{junk:path}", response_class=PlainTextResponse)
+    async def hostile(junk: str):
+        return hostile_calls()
 
     @app.get("/sync/{name}")
     def sync_endpoint(name: str):  # runs in a worker thread
@@ -147,3 +152,34 @@ def test_automatic_page_calls_and_flush_per_request(legs):
     pages = [m for m in legs.segment.segment_messages if m["type"] == "page"]
     assert [p["context"]["page"]["path"] for p in pages] == ["/checkout"]
     assert pages[0]["anonymousId"] == "anon-9"
+
+
+def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs):
+    """The scope as a server may hand it over: raw bytes 0x80-0xFF in the query
+    and headers, and a path with a lone surrogate (no UTF-8 encoder takes it)."""
+    app = make_app(legs)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/hostile/\udc80" + HOSTILE,
+        "raw_path": b"/hostile/x",
+        "root_path": "",
+        "query_string": HOSTILE.encode("latin-1"),
+        "headers": [(b"host", b"shop.example.com")] + [(name.lower().encode(), value.encode("latin-1")) for name, value in HOSTILE_HEADERS.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 200
+    assert_hostile(legs, b"".join(m.get("body", b"") for m in sent[1:]).decode(), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))

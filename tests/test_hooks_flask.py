@@ -8,6 +8,7 @@ import pytest
 from flask import Flask, jsonify, request
 
 import analytics_posthog as analytics
+from hostile import HOSTILE, HOSTILE_HEADERS, HOSTILE_QUOTED, assert_hostile, hostile_calls
 from analytics_posthog.integrations.flask import Analytics
 
 BROWSER = {
@@ -132,3 +133,15 @@ def test_automatic_page_calls_for_html_only_and_flush_per_request(legs):
 def test_unknown_setting_is_refused(legs):
     with pytest.raises(ValueError, match="TRUSTED_PROXY"):
         make_app(legs, TRUSTED_PROXY=1)
+
+
+def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs):
+    app = make_app(legs)
+
+    @app.get("/hostile/<path:junk>")
+    def hostile(junk):
+        return hostile_calls()
+
+    response = app.test_client().get("/hostile/" + HOSTILE_QUOTED, query_string=HOSTILE, headers=HOSTILE_HEADERS)
+    assert response.status_code == 200
+    assert_hostile(legs, response.get_data(as_text=True), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
