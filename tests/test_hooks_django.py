@@ -16,7 +16,7 @@ if not settings.configured:
         ROOT_URLCONF=__name__,
         SECRET_KEY="test",
         MIDDLEWARE=[__name__ + ".FakeAuthenticationMiddleware", "analytics_posthog.integrations.django.AnalyticsMiddleware"],
-        INSTALLED_APPS=[],
+        INSTALLED_APPS=["analytics_posthog.integrations.django.AnalyticsPostHogConfig"],
     )
     django.setup()
 
@@ -27,6 +27,7 @@ from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 import analytics_posthog as analytics  # noqa: E402
+from hostile import HOSTILE, HOSTILE_HEADERS, HOSTILE_QUOTED, assert_hostile, hostile_calls  # noqa: E402
 
 BROWSER = {
     "User-Agent": "Mozilla/5.0 (Windows NT 10.0) Edge/125.0",
@@ -85,6 +86,7 @@ urlpatterns = [
     path("checkout", checkout),
     path("event/<str:name>", event),
     path("async/<str:name>", async_event),
+    path("hostile/<path:junk>", lambda request, junk: HttpResponse(hostile_calls())),
 ]
 
 
@@ -172,3 +174,10 @@ def test_automatic_page_calls_and_flush_per_request(legs, configured):
     assert legs.posthog.event_count == 4 and legs.segment.segment_count == 4
     pages = [e for e in legs.posthog.events if e["event"] == "$pageview"]
     assert [p["properties"]["$pathname"] for p in pages] == ["/checkout"]
+
+
+def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs, configured):
+    with configured():
+        response = Client().get("/hostile/" + HOSTILE_QUOTED, headers=HOSTILE_HEADERS, QUERY_STRING=HOSTILE)
+    assert response.status_code == 200
+    assert_hostile(legs, response.content.decode(), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
