@@ -1,0 +1,72 @@
+"""uvicorn, started as operators start it and stopped with SIGTERM: a burst of calls made
+just before arrives in full on both legs, whether or not the app speaks ASGI lifespan."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from analytics_posthog.testing import CaptureServer
+
+HERE = Path(__file__).resolve().parent
+
+
+def start_uvicorn(app, socket_path, posthog, segment, *args):
+    env = {**os.environ, "TEST_POSTHOG_HOST": posthog.url, "TEST_SEGMENT_HOST": segment.url, "PYTHONPATH": str(HERE)}
+    env = {k: v for k, v in env.items() if not k.startswith(("POSTHOG_", "SEGMENT_"))}
+    command = [sys.executable, "-m", "uvicorn", "uvicorn_apps:" + app, "--uds", str(socket_path), "--no-access-log", *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def get(client, path, deadline):
+    while True:
+        try:
+            return client.get(path)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "app, workers",
+    [("plain", 1), ("starlette", 1), ("plain", 2)],
+    ids=["no-lifespan", "starlette", "no-lifespan-2-workers"],
+)
+def test_burst_then_sigterm_every_event_arrives_on_both_legs(tmp_path, app, workers):
+    requests, calls = 4 * workers, 5000 // (4 * workers)
+    socket_path = tmp_path / "uvicorn.sock"
+    with CaptureServer() as posthog, CaptureServer() as segment:
+        server = start_uvicorn(app, socket_path, posthog, segment, *(["--workers", str(workers)] if workers > 1 else []))
+        try:
+            deadline = time.monotonic() + 15
+            while not socket_path.exists():
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+                time.sleep(0.05)
+            transport = httpx.HTTPTransport(uds=str(socket_path))
+            limits = httpx.Limits(max_keepalive_connections=0)  # a new connection each: the workers share them out
+            with httpx.Client(transport=transport, base_url="http://uvicorn", limits=limits, timeout=10) as client:
+                with ThreadPoolExecutor(requests) as pool:
+                    responses = list(pool.map(lambda _: get(client, "/burst/%d" % calls, deadline), range(requests)))
+            assert [r.status_code for r in responses] == [200] * requests
+            pids = collections.Counter(r.text for r in responses)
+            server.send_signal(signal.SIGTERM)
+            output = server.communicate(timeout=20)[0]
+        finally:
+            if server.poll() is None:
+                server.kill()
+    # Each request's calls once on each leg: (worker pid, i) as many times as that worker served the request.
+    expected = collections.Counter({(pid, i): served for pid, served in pids.items() for i in range(calls)})
+    output += "\n%d of %d events reached PostHog, %d Segment" % (len(posthog.events), requests * calls, len(segment.segment_messages))
+    assert collections.Counter((str(e["properties"]["pid"]), e["properties"]["i"]) for e in posthog.events) == expected, output
+    assert collections.Counter((str(m["properties"]["pid"]), m["properties"]["i"]) for m in segment.segment_messages) == expected, output
+    assert len(pids) == workers, pids

@@ -1,0 +1,44 @@
+"""ASGI apps for the uvicorn tests, each wrapped in the ASGI hook; keys and hosts from the environment.
+
+``GET /burst/<n>`` makes n track calls and answers with the worker's pid.
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import analytics_posthog as analytics
+from analytics_posthog.integrations.asgi import AnalyticsMiddleware
+
+analytics.posthog_api_key, analytics.posthog_host = "phc_test", os.environ["TEST_POSTHOG_HOST"]
+analytics.write_key, analytics.host = "seg_key", os.environ["TEST_SEGMENT_HOST"]
+
+
+def burst(n: int) -> bytes:
+    pid = os.getpid()
+    for i in range(n):
+        analytics.track("u1", "Burst", {"pid": pid, "i": i})
+    return str(pid).encode()
+
+
+async def without_lifespan(scope, receive, send):
+    """A plain ASGI app that raises for lifespan, as Django's ASGI app does."""
+    if scope["type"] != "http":
+        raise ValueError("only HTTP, not %s" % scope["type"])
+    body = burst(int(scope["path"].rsplit("/", 1)[1]))
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def burst_endpoint(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(burst(int(request.path_params["n"])))
+
+
+plain = AnalyticsMiddleware(without_lifespan)
+starlette = Starlette(routes=[Route("/burst/{n:int}", burst_endpoint)])
+starlette.add_middleware(AnalyticsMiddleware)
