@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request, stream_with_context
 
 import analytics_posthog as analytics
 from hostile import HOSTILE, HOSTILE_HEADERS, HOSTILE_QUOTED, assert_hostile, hostile_calls
@@ -145,3 +145,36 @@ def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs):
     response = app.test_client().get("/hostile/" + HOSTILE_QUOTED, query_string=HOSTILE, headers=HOSTILE_HEADERS)
     assert response.status_code == 200
     assert_hostile(legs, response.get_data(as_text=True), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
+
+
+def test_calls_in_a_streamed_body_see_the_request(legs):
+    app = make_app(legs)
+
+    @app.get("/stream")
+    def stream():
+        def rows():
+            yield "a,"
+            analytics.track(event="Streamed")  # names nobody: the browser's id comes from the request
+            yield "b"
+
+        return stream_with_context(rows())
+
+    @app.get("/plain-stream")
+    def plain_stream():
+        def rows():
+            analytics.track(event="Plain streamed")  # without stream_with_context: Flask's request is gone, ours is not
+            yield "x"
+
+        return Response(rows())
+
+    client = app.test_client()
+    response = client.get("/stream?page=2", headers=BROWSER)
+    assert (response.status_code, response.get_data(as_text=True)) == (200, "a,b")
+    assert client.get("/plain-stream", headers=BROWSER).status_code == 200
+    events, messages = legs.wait(2)
+    for name in ("Streamed", "Plain streamed"):
+        assert messages[name]["anonymousId"] == "browser-anon-1"
+        assert events[name]["$session_id"] == "0190-session"
+    assert events["Streamed"]["$current_url"] == "http://localhost/stream?page=2"
+    analytics.track("u1", "After")  # the request's context ends with its body
+    assert "$current_url" not in legs.wait(3)[0]["After"]
