@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -181,3 +184,45 @@ def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs, 
         response = Client().get("/hostile/" + HOSTILE_QUOTED, headers=HOSTILE_HEADERS, QUERY_STRING=HOSTILE)
     assert response.status_code == 200
     assert_hostile(legs, response.content.decode(), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
+
+
+STARTUP_CALL = """
+import sys
+import django
+from django.conf import settings
+import analytics_posthog as analytics
+
+settings.configure(
+    INSTALLED_APPS=sys.argv[3:],
+    MIDDLEWARE=["analytics_posthog.integrations.django.AnalyticsMiddleware"],
+    ANALYTICS_POSTHOG={"API_KEY": "phc_startup", "HOST": sys.argv[1], "WRITE_KEY": "seg_startup", "SEGMENT_HOST": sys.argv[2]},
+)
+django.setup()
+if settings.INSTALLED_APPS:
+    analytics.track("cron", "Nightly Report Sent")  # a management command's call: no request yet
+try:
+    from django.core.handlers.wsgi import WSGIHandler
+    WSGIHandler()  # builds the middleware
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+def run_startup_call(posthog, segment, *installed_apps):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "SEGMENT_"))}
+    return subprocess.run(
+        [sys.executable, "-c", STARTUP_CALL, posthog.url, segment.url, *installed_apps],
+        env=env, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+
+
+def test_the_app_applies_the_settings_when_django_starts_so_calls_before_any_request_use_them(legs):
+    assert run_startup_call(legs.posthog, legs.segment, "analytics_posthog.integrations.django.AnalyticsPostHogConfig") == ""
+    event, message = legs.posthog.wait_for_events(1)[0], legs.segment.wait_for_segment(1)[0]
+    assert (event["event"], event["distinct_id"], message["userId"]) == ("Nightly Report Sent", "cron", "cron")
+    assert {r.key for r in legs.posthog.requests} == {"phc_startup"}
+
+
+def test_keys_in_settings_without_the_app_are_an_error_not_ignored(legs):
+    out = run_startup_call(legs.posthog, legs.segment)
+    assert out.startswith("ImproperlyConfigured") and "AnalyticsPostHogConfig" in out
