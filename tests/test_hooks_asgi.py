@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 import httpx
 import pytest
@@ -183,3 +185,41 @@ def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs):
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 200
     assert_hostile(legs, b"".join(m.get("body", b"") for m in sent[1:]).decode(), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
+
+
+async def without_lifespan(scope, receive, send):
+    """A plain ASGI app that raises for lifespan, as Django's ASGI app does."""
+    if scope["type"] != "http":
+        raise ValueError("only HTTP")
+    analytics.track(event="Plain")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize("kind", ["starlette", "without lifespan"])
+def test_server_shutdown_delivers_what_is_queued_and_the_client_stays_usable(legs, kind):
+    analytics.sync_mode = False  # queued: nothing but the shutdown delivers it
+    app = make_app(legs)  # also points the module settings at the legs
+    app = app if kind == "starlette" else AnalyticsMiddleware(without_lifespan)
+    path = "/event/Queued" if kind == "starlette" else "/"
+    for served in (1, 2):  # test suites start and stop an app many times in one process
+        with TestClient(app) as client:
+            assert client.get(path, headers=BROWSER).status_code == 200
+        assert len(legs.posthog.events) == len(legs.segment.segment_messages) == served, "delivered when shutdown completes"
+
+
+def test_shutdown_delivery_is_bounded_and_what_is_left_is_reported(legs, caplog):
+    make_app(legs)
+    analytics.sync_mode, analytics.exit_timeout = False, 0.5
+    legs.posthog.hang(30, leg="posthog")
+    try:
+        with TestClient(AnalyticsMiddleware(without_lifespan)) as client:
+            client.get("/", headers=BROWSER)
+            started = time.monotonic()
+        took = time.monotonic() - started
+    finally:
+        legs.posthog.restore()
+    assert took < 2.5, took
+    # The hung event is still with the PostHog leg: the exit handler's report names it.
+    assert any(r.name == "analytics_posthog" and r.levelno >= logging.WARNING and "posthog" in r.getMessage() for r in caplog.records)
+    assert analytics.default_client.stats()["segment"]["delivered"] == 1

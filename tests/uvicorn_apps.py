@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import types
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,3 +43,24 @@ async def burst_endpoint(request: Request) -> PlainTextResponse:
 plain = AnalyticsMiddleware(without_lifespan)
 starlette = Starlette(routes=[Route("/burst/{n:int}", burst_endpoint)])
 starlette.add_middleware(AnalyticsMiddleware)
+
+
+def django_app():
+    """Django's ASGI app (which raises for lifespan), behind the ASGI hook: ``--factory uvicorn_apps:django_app``."""
+    import django
+    from django.conf import settings
+    from django.core.asgi import get_asgi_application
+    from django.http import HttpResponse
+    from django.urls import path
+
+    urls = types.ModuleType("urls")
+    urls.urlpatterns = [path("burst/<int:n>", lambda request, n: HttpResponse(burst(n)))]  # type: ignore[attr-defined]
+    settings.configure(
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=urls,
+        SECRET_KEY="test",
+        INSTALLED_APPS=[],
+        MIDDLEWARE=[],
+    )
+    django.setup()
+    return AnalyticsMiddleware(get_asgi_application())
