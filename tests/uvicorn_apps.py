@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import time
 import types
 
 from starlette.applications import Starlette
@@ -21,9 +22,12 @@ analytics.write_key, analytics.host = "seg_key", os.environ["TEST_SEGMENT_HOST"]
 
 
 def burst(n: int) -> bytes:
+    """n calls, then hold the worker's event loop a moment, so that a connection
+    made meanwhile goes to another worker."""
     pid = os.getpid()
     for i in range(n):
         analytics.track("u1", "Burst", {"pid": pid, "i": i})
+    time.sleep(0.2)
     return str(pid).encode()
 
 

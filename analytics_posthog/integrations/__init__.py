@@ -135,12 +135,14 @@ def flush() -> None:
 
 
 def deliver_at_shutdown() -> None:
-    """The server is stopping: deliver what the default client holds, within its ``exit_timeout``.
+    """The server is stopping: deliver what the default client holds.
 
-    What is still undelivered then is counted and reported the way the exit
-    handler reports it (``stats()``, ``on_error``, the log), since the
-    process may end by a signal right after, with no exit handler run. The
-    client stays usable: servers run in tests start and stop many times.
+    A flush gets ``exit_timeout``; the client stays usable after it, since
+    servers run in tests start and stop many times. If it does not finish,
+    the exit handler's routine runs now (one more ``exit_timeout``, then what
+    is left is counted and reported through ``stats()``, ``on_error`` and the
+    log), since the process may end by a signal right after, with no exit
+    handler run.
     """
     client = analytics_posthog.default_client
     if client is None:
