@@ -21,7 +21,7 @@ import logging
 import re
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, AsyncIterable, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -147,6 +147,48 @@ def activate(request: RequestContext) -> Token:
 def reset(token: Token) -> None:
     """End the request's context (in the same thread or task that activated it)."""
     _current.reset(token)
+
+
+def activated(body: Iterable[Any], request: RequestContext) -> Iterator[Any]:
+    """``body`` with ``request`` active while each chunk is made.
+
+    A streamed response body runs after the view returned and the hook's
+    activation ended, in whatever context the server iterates it.
+    """
+    chunks = iter(body)
+    try:
+        while True:
+            token = activate(request)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            finally:
+                reset(token)
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+async def activated_async(body: AsyncIterable[Any], request: RequestContext) -> AsyncIterator[Any]:
+    """``activated`` for an asynchronous body."""
+    chunks = body.__aiter__()
+    try:
+        while True:
+            token = activate(request)
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                reset(token)
+            yield chunk
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def safely(read: Callable[[], RequestContext]) -> RequestContext:

@@ -25,7 +25,7 @@ if not settings.configured:
 
 import pytest  # noqa: E402
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction  # noqa: E402
-from django.http import HttpResponse, JsonResponse  # noqa: E402
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
@@ -85,7 +85,27 @@ async def async_event(request, name):
     return JsonResponse({"ok": True})
 
 
+def streamed(request):
+    def rows():
+        yield "a,"
+        analytics.track(event="Streamed")  # names nobody: the browser's id comes from the request
+        yield "b"
+
+    return StreamingHttpResponse(rows())
+
+
+async def async_streamed(request):
+    async def rows():
+        yield "a,"
+        analytics.track(event="Async streamed")
+        yield "b"
+
+    return StreamingHttpResponse(rows())
+
+
 urlpatterns = [
+    path("streamed", streamed),
+    path("async-streamed", async_streamed),
     path("checkout", checkout),
     path("event/<str:name>", event),
     path("async/<str:name>", async_event),
@@ -226,3 +246,19 @@ def test_the_app_applies_the_settings_when_django_starts_so_calls_before_any_req
 def test_keys_in_settings_without_the_app_are_an_error_not_ignored(legs):
     out = run_startup_call(legs.posthog, legs.segment)
     assert out.startswith("ImproperlyConfigured") and "AnalyticsPostHogConfig" in out
+
+
+def test_calls_in_a_streamed_body_see_the_request(legs, configured):
+    with configured():
+        response = Client().get("/streamed?page=2", headers=BROWSER)
+        assert b"".join(response.streaming_content) == b"a,b"  # iterated after the middleware returned
+        async_response = asyncio.run(AsyncClient().get("/async-streamed", headers=BROWSER))
+        assert b"".join(asyncio.run(_collect(async_response.streaming_content))) == b"a,b"
+    events, messages = legs.wait(2)
+    for name in ("Streamed", "Async streamed"):
+        assert messages[name]["anonymousId"] == "anon-dj" and events[name]["$session_id"] == "sess-dj"
+    assert events["Streamed"]["$current_url"] == "http://testserver/streamed?page=2"
+
+
+async def _collect(chunks):
+    return [chunk async for chunk in chunks]

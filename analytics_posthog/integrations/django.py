@@ -23,7 +23,7 @@ from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.http import HttpRequest, HttpResponseBase
+from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from analytics_posthog import integrations, request_context
 from analytics_posthog.integrations import HookOptions
@@ -88,6 +88,7 @@ class AnalyticsMiddleware:
         try:
             response: Any = self.get_response(request)
             integrations.response_done(self.options, context, response.status_code, response.get("Content-Type"))
+            _stream_with(response, context)
         finally:
             request_context.reset(token)
         if self.options.flush_per_request:
@@ -105,6 +106,7 @@ class AnalyticsMiddleware:
         try:
             response = await self.get_response(request)  # type: ignore[misc]
             integrations.response_done(self.options, context, response.status_code, response.get("Content-Type"))
+            _stream_with(response, context)
         finally:
             request_context.reset(token)
         if self.options.flush_per_request:
@@ -121,6 +123,20 @@ class AnalyticsMiddleware:
             trust=self.options.trusted_proxies,
             user_id=user.pk if user is not None and user.is_authenticated else None,
         )
+
+
+def _stream_with(response: HttpResponseBase, context: RequestContext) -> None:
+    """Keep the request's context for calls made while a streamed body is produced.
+
+    A file response is left alone: servers send its file directly
+    (``wsgi.file_wrapper``), and no app code runs while they do.
+    """
+    if not isinstance(response, StreamingHttpResponse) or isinstance(response, FileResponse):
+        return
+    if response.is_async:
+        response.streaming_content = request_context.activated_async(response.streaming_content, context)
+    else:
+        response.streaming_content = request_context.activated(response.streaming_content, context)
 
 
 def _absolute_url(request: HttpRequest) -> Optional[str]:

@@ -9,13 +9,12 @@ is the set-up step, so it also sets the module settings (keys, hosts) named ther
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Optional
 
 from flask import Flask, Response, current_app, g, request
 
 from analytics_posthog import integrations, request_context
 from analytics_posthog.integrations import HookOptions
-from analytics_posthog.request_context import RequestContext
 
 PREFIX = "ANALYTICS_POSTHOG_"
 EXTENSION = "analytics_posthog"
@@ -60,31 +59,8 @@ def _response(response: Response) -> Response:
     if started is not None:
         integrations.response_done(_options(), started[0], response.status_code, response.content_type)
         if response.is_streamed and not response.direct_passthrough:
-            response.response = _activated(response.response, started[0])
+            response.response = request_context.activated(response.response, started[0])
     return response
-
-
-def _activated(body: Iterable[Any], context: RequestContext) -> Iterator[Any]:
-    """``body`` with the request's context active while each chunk is made.
-
-    A streamed body (``stream_with_context``) runs after the view returned and
-    the hook's activation ended, in whatever context the server iterates it.
-    """
-    chunks = iter(body)
-    try:
-        while True:
-            token = request_context.activate(context)
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                return
-            finally:
-                request_context.reset(token)
-            yield chunk
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
 
 
 def _end(error: Optional[BaseException]) -> None:
