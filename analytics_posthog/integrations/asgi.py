@@ -10,23 +10,21 @@ settings or environment variables and the hook settings are keyword arguments.
 With ``capture_user_id=True`` the user is ``scope["user"]`` as Starlette's
 ``AuthenticationMiddleware`` sets it, so that middleware must run first (be
 outside this one).
+
+The middleware also takes part in the ASGI lifespan, to deliver what is
+queued when the server shuts down, whether or not the app speaks lifespan
+(see ``analytics_posthog.integrations.lifespan``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Dict, Iterable, MutableMapping, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Union
 from urllib.parse import quote
 
 from analytics_posthog import integrations, request_context
 from analytics_posthog.integrations import DEFAULT_PAGE_SKIP, HookOptions, PageSkip
-from analytics_posthog.integrations.lifespan import lifespan
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from analytics_posthog.integrations.lifespan import ASGIApp, Message, Receive, Scope, Send, lifespan
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
