@@ -197,11 +197,17 @@ def safely(read: Callable[[], RequestContext]) -> RequestContext:
     Hooks read whatever a client sent (and the app's user callable); nothing
     in that may turn into an error in the app's view.
     """
+    global _read_failed
     try:
         return read()
     except Exception:
-        log.warning("analytics_posthog: could not read the request; its calls get no request context", exc_info=True)
+        # A client that can cause this can cause it on every request: one WARNING, then DEBUG.
+        level, _read_failed = (logging.DEBUG if _read_failed else logging.WARNING), True
+        log.log(level, "analytics_posthog: could not read the request; its calls get no request context", exc_info=True)
         return RequestContext()
+
+
+_read_failed = False
 
 
 def build(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -178,3 +179,21 @@ def test_calls_in_a_streamed_body_see_the_request(legs):
     assert events["Streamed"]["$current_url"] == "http://localhost/stream?page=2"
     analytics.track("u1", "After")  # the request's context ends with its body
     assert "$current_url" not in legs.wait(3)[0]["After"]
+
+
+def test_a_request_the_hook_cannot_read_gets_no_context_and_no_error(legs, caplog):
+    def broken_user_id():
+        raise LookupError("session store down")
+
+    caplog.set_level(logging.DEBUG, logger="analytics_posthog")  # WARNING once per process, DEBUG after
+    app = make_app(legs, CAPTURE_USER_ID=broken_user_id)
+
+    @app.get("/named")
+    def named():
+        analytics.track("u1", "Unreadable")
+        return "ok"
+
+    assert app.test_client().get("/named", headers=BROWSER).status_code == 200
+    events, messages = legs.wait(1)
+    assert "page" not in messages["Unreadable"]["context"] and "$current_url" not in events["Unreadable"]
+    assert any("could not read the request" in r.getMessage() and r.exc_info[0] is LookupError for r in caplog.records)
