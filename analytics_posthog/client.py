@@ -178,7 +178,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.identify(u, traits, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(message.identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id))
 
     def track(
@@ -193,7 +193,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.track(u, event, properties, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(
             message.track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -208,7 +208,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            context = request.merge(context)
+            return self._enqueue(request.apply(lambda _u, _a, c: message.alias(previous_id, user_id, c, timestamp, integrations, message_id), None, None, context, ids=False))
         return self._enqueue(message.alias(previous_id, user_id, context, timestamp, integrations, message_id))
 
     def group(
@@ -223,7 +223,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.group(u, group_id, traits, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(
             message.group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -241,7 +241,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.page(u, category, name, properties, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(
             message.page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
         )
@@ -259,7 +259,7 @@ class Client(object):
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            user_id, anonymous_id, context = request.fill(user_id, anonymous_id, context)
+            return self._enqueue(request.apply(lambda u, a, c: message.screen(u, category, name, properties, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
         return self._enqueue(
             message.screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
         )

@@ -16,10 +16,12 @@ is described, how headers are sanitised) are the same for all three.
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
 import re
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
+from typing import Any, AsyncIterable, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
@@ -33,15 +35,30 @@ Trust = Union[int, Tuple[IPNetwork, ...]]
 SESSION_ID_HEADER = "X-POSTHOG-SESSION-ID"
 DISTINCT_ID_HEADER = "X-POSTHOG-DISTINCT-ID"
 
-#: Header values end up in every event of the request; the caps keep a hostile
-#: or broken client from pushing a call over Segment's 32 KB message limit
-#: (which would raise in the app's view).
+#: What a request adds ends up in every event of the request. Each field is
+#: capped in bytes of the JSON both legs send (``ensure_ascii``: a non-ASCII
+#: character costs 6 or 12), so everything the hook adds stays under 10 KB and
+#: the caller keeps over 22 KB of Segment's 32 KB message limit.
 ID_LIMIT = 200
 USER_AGENT_LIMIT = 1024
 URL_LIMIT = 2048
 LOCALE_LIMIT = 35
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Context key listing the hook's fields that were cut to their limit
+#: (``["page.url", "userAgent"]``); PostHog gets it as ``segment_requestTruncated``.
+TRUNCATED_KEY = "requestTruncated"
+#: Context key set (``True``) on a call that would have exceeded Segment's size
+#: limit only because of the request's context, and was made without it;
+#: PostHog gets it as ``segment_requestOmitted``.
+OMITTED_KEY = "requestOmitted"
+#: How Segment's size check (reproduced by ``message``) words its error.
+_TOO_LARGE = "Message exceeds"
+
+log = logging.getLogger("analytics_posthog")
+
+#: Control characters, and surrogates: a ``str`` holds them only unpaired,
+#: which no encoder accepts.
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*")
 
 Header = Callable[[str], Optional[str]]
@@ -57,6 +74,32 @@ class RequestContext:
     user_id: Optional[str] = None
     #: posthog-js's distinct id for the browser that made the request.
     anonymous_id: Optional[str] = None
+
+    def apply(self, build: Callable[[Any, Any, Any], Any], user_id: Any, anonymous_id: Any, context: Any, ids: bool = True) -> Any:
+        """``build(user_id, anonymous_id, context)`` with the request's context
+        merged in, and its ids filled in (``ids``) where the call names nobody.
+
+        What the request adds must never make the call fail: if the message
+        is over Segment's size limit with the request's context and the
+        call's own context is a dict, it is built again without the request's
+        context (its ids stay) and marked with ``OMITTED_KEY``. Only the
+        caller's own arguments can still raise, with Segment's error.
+        """
+        if ids:
+            user_id, anonymous_id, merged = self.fill(user_id, anonymous_id, context)
+        else:
+            merged = self.merge(context)
+        try:
+            return build(user_id, anonymous_id, merged)
+        except RuntimeError as error:
+            if merged is context or not str(error.args[0] if error.args else "").startswith(_TOO_LARGE):
+                raise
+        try:
+            return build(user_id, anonymous_id, {**(context or {}), OMITTED_KEY: True})
+        except RuntimeError:
+            # Over the limit on its own (or by the marker's few bytes): the
+            # caller's call as it is, with Segment's error if it is too large.
+            return build(user_id, anonymous_id, context)
 
     def fill(self, user_id: Any, anonymous_id: Any, context: Any) -> Tuple[Any, Any, Any]:
         """The call's ids and context with the request's filled in where the call left them out.
@@ -106,6 +149,67 @@ def reset(token: Token) -> None:
     _current.reset(token)
 
 
+def activated(body: Iterable[Any], request: RequestContext) -> Iterator[Any]:
+    """``body`` with ``request`` active while each chunk is made.
+
+    A streamed response body runs after the view returned and the hook's
+    activation ended, in whatever context the server iterates it.
+    """
+    chunks = iter(body)
+    try:
+        while True:
+            token = activate(request)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            finally:
+                reset(token)
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+async def activated_async(body: AsyncIterable[Any], request: RequestContext) -> AsyncIterator[Any]:
+    """``activated`` for an asynchronous body."""
+    chunks = body.__aiter__()
+    try:
+        while True:
+            token = activate(request)
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                reset(token)
+            yield chunk
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def safely(read: Callable[[], RequestContext]) -> RequestContext:
+    """The request's context from ``read``, or none if reading the request fails.
+
+    Hooks read whatever a client sent (and the app's user callable); nothing
+    in that may turn into an error in the app's view.
+    """
+    global _read_failed
+    try:
+        return read()
+    except Exception:
+        # A client that can cause this can cause it on every request: one WARNING, then DEBUG.
+        level, _read_failed = (logging.DEBUG if _read_failed else logging.WARNING), True
+        log.log(level, "analytics_posthog: could not read the request; its calls get no request context", exc_info=True)
+        return RequestContext()
+
+
+_read_failed = False
+
+
 def build(
     *,
     peer: Optional[str],
@@ -122,20 +226,23 @@ def build(
     ``url`` is the absolute URL with its query string as the framework
     resolved it (``None`` when it could not).
     """
+    truncated: List[str] = []
     context: Dict[str, Any] = {}
     ip = client_ip(peer, header("X-Forwarded-For"), header("X-Real-IP"), trust)
     if ip:
         context["ip"] = ip
-    user_agent = sanitise(header("User-Agent"), USER_AGENT_LIMIT)
+    user_agent = _field("userAgent", header("User-Agent"), USER_AGENT_LIMIT, truncated)
     if user_agent:
         context["userAgent"] = user_agent
-    context["page"] = page(url, path, query, header("Referer"))
+    context["page"] = _page(url, path, query, header("Referer"), truncated)
     locale = first_language(header("Accept-Language"))
     if locale:
         context["locale"] = locale
-    session_id = sanitise(header(SESSION_ID_HEADER), ID_LIMIT)
+    session_id = _field("sessionId", header(SESSION_ID_HEADER), ID_LIMIT, truncated)
     if session_id:
         context["sessionId"] = session_id
+    if truncated:
+        context[TRUNCATED_KEY] = truncated
     return RequestContext(
         context=context,
         user_id=sanitise(None if user_id is None else str(user_id), ID_LIMIT),
@@ -145,24 +252,57 @@ def build(
 
 def page(url: Optional[str], path: str, query: str, referrer: Optional[str]) -> Dict[str, str]:
     """Segment's ``context.page``, as analytics.js would describe this URL."""
+    return _page(url, path, query, referrer, [])
+
+
+def _page(url: Optional[str], path: str, query: str, referrer: Optional[str], truncated: List[str]) -> Dict[str, str]:
     described: Dict[str, str] = {}
-    for key, value, limit in (
-        ("url", url, URL_LIMIT),
-        ("path", path, URL_LIMIT),
-        ("search", "?" + query if query else None, URL_LIMIT),
-        ("referrer", referrer, URL_LIMIT),
-    ):
-        value = sanitise(value, limit)
+    for key, value in (("url", url), ("path", path), ("search", "?" + query if query else None), ("referrer", referrer)):
+        value = _field("page." + key, value, URL_LIMIT, truncated)
         if value:
             described[key] = value
     return described
 
 
-def sanitise(value: Optional[str], limit: int) -> Optional[str]:
-    """A header value safe to put in an event: no control characters, at most ``limit`` long."""
+def _field(name: str, value: Optional[str], limit: int, truncated: List[str]) -> Optional[str]:
+    """``sanitise``, noting ``name`` in ``truncated`` when the value was cut."""
     if not value:
         return None
-    return _CONTROL.sub("", value).strip()[:limit] or None
+    whole = _strip(value)
+    fitted = _fit(whole, limit)
+    if fitted != whole:
+        truncated.append(name)
+    return fitted or None
+
+
+def sanitise(value: Optional[str], limit: int) -> Optional[str]:
+    """A header value safe to put in an event: no control characters or lone
+    surrogates, at most ``limit`` bytes of JSON."""
+    return _field("", value, limit, [])
+
+
+def _strip(value: str) -> str:
+    return _UNSENDABLE.sub("", value).strip()
+
+
+def _fit(value: str, limit: int) -> str:
+    """The longest prefix of ``value`` whose JSON string (as both legs encode
+    it, ``ensure_ascii``) is at most ``limit`` bytes, quotes not counted."""
+    if len(value) * 12 <= limit or _json_size(value) <= limit:
+        return value
+    # Every character costs at least one byte: no longer prefix can fit.
+    low, high = 0, min(len(value), limit)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _json_size(value[:middle]) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return value[:low]
+
+
+def _json_size(value: str) -> int:
+    return len(json.dumps(value)) - 2
 
 
 def first_language(accept_language: Optional[str]) -> Optional[str]:

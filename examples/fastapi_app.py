@@ -1,7 +1,11 @@
 """A FastAPI app whose endpoints call Segment's API; the hook adds each request's context.
 
-    python examples/fastapi_app.py        # offline: one request against a loopback capture endpoint
+    python examples/fastapi_app.py        # offline: three requests against a loopback capture endpoint
     POSTHOG_API_KEY=phc_... uvicorn examples.fastapi_app:app   # for real
+
+Every call needs someone to name. A browser running posthog-js sends its
+distinct id (``X-POSTHOG-DISTINCT-ID``) and the hook fills it in; any other
+visitor gets an anonymous id of its own, kept in a cookie so its events join up.
 """
 
 from __future__ import annotations
@@ -9,19 +13,42 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
+from typing import Optional
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 
 import analytics_posthog as analytics
 from analytics_posthog.integrations.asgi import AnalyticsMiddleware
+
+VISITOR_COOKIE = "visitor_id"
 
 app = FastAPI()
 app.add_middleware(AnalyticsMiddleware, trusted_proxies=os.environ.get("TRUSTED_PROXIES"))
 
 
+def anonymous_id(request: Request, response: Response) -> Optional[str]:
+    """``None`` when posthog-js named the browser (the hook fills its id in), else the visitor's cookie id."""
+    if request.headers.get("X-POSTHOG-DISTINCT-ID"):
+        return None
+    visitor = _valid(request.cookies.get(VISITOR_COOKIE))
+    if visitor is None:
+        visitor = str(uuid.uuid4())
+        response.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 24 * 3600, httponly=True, samesite="lax")
+    return visitor
+
+
+def _valid(cookie: Optional[str]) -> Optional[str]:
+    """Only ids this app made: a cookie is whatever the client sends."""
+    try:
+        return str(uuid.UUID(cookie)) if cookie else None
+    except ValueError:
+        return None
+
+
 @app.post("/reports")
-async def export_report() -> dict:
-    analytics.track(event="Report Exported", properties={"format": "csv"})
+async def export_report(request: Request, response: Response) -> dict:
+    analytics.track(anonymous_id=anonymous_id(request, response), event="Report Exported", properties={"format": "csv"})
     return {"ok": True}
 
 
@@ -34,9 +61,11 @@ async def offline_demo() -> None:
         analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = "phc_demo", server.url, True
         transport = httpx.ASGITransport(app=app, client=("198.51.100.4", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="https://app.example.com") as client:
-            await client.post("/reports", headers={"User-Agent": "Mozilla/5.0 (demo)", "X-POSTHOG-DISTINCT-ID": "browser-1", "X-POSTHOG-SESSION-ID": "session-1"})
-        event = server.wait_for_events(1)[0]
-        print(json.dumps({k: event[k] for k in ("event", "distinct_id")} | {"properties": {k: v for k, v in event["properties"].items() if k.startswith("$") and not k.startswith("$lib")}}, indent=2))
+            posthog_js = {"User-Agent": "Mozilla/5.0 (demo)", "X-POSTHOG-DISTINCT-ID": "browser-1", "X-POSTHOG-SESSION-ID": "session-1"}
+            for headers in (posthog_js, {}, {}):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
+                print("POST /reports ->", (await client.post("/reports", headers=headers)).status_code)
+        for event in server.wait_for_events(3):
+            print(json.dumps({k: event[k] for k in ("event", "distinct_id")} | {"properties": {k: v for k, v in event["properties"].items() if k.startswith("$") and not k.startswith("$lib")}}))
 
 
 if __name__ == "__main__":

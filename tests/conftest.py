@@ -9,7 +9,7 @@ import pytest
 import analytics_posthog
 from analytics_posthog.testing import CaptureServer
 
-MODULE_SETTINGS = ("posthog_api_key", "posthog_host", "write_key", "host", "group_type", "sync_mode")
+MODULE_SETTINGS = ("posthog_api_key", "posthog_host", "write_key", "host", "group_type", "sync_mode", "exit_timeout", "on_error")
 
 
 class Legs:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import TestClient
 
 import analytics_posthog as analytics
+from hostile import HOSTILE, HOSTILE_HEADERS, assert_hostile, hostile_calls
 from analytics_posthog.integrations import configure_module
 from analytics_posthog.integrations.asgi import AnalyticsMiddleware
 
@@ -50,6 +53,10 @@ def make_app(legs, **options):
             await app.state.gate(name)
         analytics.track(event=name)
         return {"ok": True}
+
+    @app.get("/hostile/{junk:path}", response_class=PlainTextResponse)
+    async def hostile(junk: str):
+        return hostile_calls()
 
     @app.get("/sync/{name}")
     def sync_endpoint(name: str):  # runs in a worker thread
@@ -147,3 +154,72 @@ def test_automatic_page_calls_and_flush_per_request(legs):
     pages = [m for m in legs.segment.segment_messages if m["type"] == "page"]
     assert [p["context"]["page"]["path"] for p in pages] == ["/checkout"]
     assert pages[0]["anonymousId"] == "anon-9"
+
+
+def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs):
+    """The scope as a server may hand it over: raw bytes 0x80-0xFF in the query
+    and headers, and a path with a lone surrogate (no UTF-8 encoder takes it)."""
+    app = make_app(legs)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/hostile/\udc80" + HOSTILE,
+        "raw_path": b"/hostile/x",
+        "root_path": "",
+        "query_string": HOSTILE.encode("latin-1"),
+        "headers": [(b"host", b"shop.example.com")] + [(name.lower().encode(), value.encode("latin-1")) for name, value in HOSTILE_HEADERS.items()],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 200
+    assert_hostile(legs, b"".join(m.get("body", b"") for m in sent[1:]).decode(), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
+
+
+async def without_lifespan(scope, receive, send):
+    """A plain ASGI app that raises for lifespan, as Django's ASGI app does."""
+    if scope["type"] != "http":
+        raise ValueError("only HTTP")
+    analytics.track(event="Plain")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize("kind", ["starlette", "without lifespan"])
+def test_server_shutdown_delivers_what_is_queued_and_the_client_stays_usable(legs, kind):
+    analytics.sync_mode = False  # queued: nothing but the shutdown delivers it
+    app = make_app(legs)  # also points the module settings at the legs
+    app = app if kind == "starlette" else AnalyticsMiddleware(without_lifespan)
+    path = "/event/Queued" if kind == "starlette" else "/"
+    for served in (1, 2):  # test suites start and stop an app many times in one process
+        with TestClient(app) as client:
+            assert client.get(path, headers=BROWSER).status_code == 200
+        assert len(legs.posthog.events) == len(legs.segment.segment_messages) == served, "delivered when shutdown completes"
+
+
+def test_shutdown_delivery_is_bounded_and_what_is_left_is_reported(legs, caplog):
+    make_app(legs)
+    analytics.sync_mode, analytics.exit_timeout = False, 0.5
+    legs.posthog.hang(30, leg="posthog")
+    try:
+        with TestClient(AnalyticsMiddleware(without_lifespan)) as client:
+            client.get("/", headers=BROWSER)
+            started = time.monotonic()
+        took = time.monotonic() - started
+    finally:
+        legs.posthog.restore()
+    assert took < 2.5, took
+    # The hung event is still with the PostHog leg: the exit handler's report names it.
+    assert any(r.name == "analytics_posthog" and r.levelno >= logging.WARNING and "posthog" in r.getMessage() for r in caplog.records)
+    assert analytics.default_client.stats()["segment"]["delivered"] == 1

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -16,17 +19,18 @@ if not settings.configured:
         ROOT_URLCONF=__name__,
         SECRET_KEY="test",
         MIDDLEWARE=[__name__ + ".FakeAuthenticationMiddleware", "analytics_posthog.integrations.django.AnalyticsMiddleware"],
-        INSTALLED_APPS=[],
+        INSTALLED_APPS=["analytics_posthog.integrations.django.AnalyticsPostHogConfig"],
     )
     django.setup()
 
 import pytest  # noqa: E402
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction  # noqa: E402
-from django.http import HttpResponse, JsonResponse  # noqa: E402
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 import analytics_posthog as analytics  # noqa: E402
+from hostile import HOSTILE, HOSTILE_HEADERS, HOSTILE_QUOTED, assert_hostile, hostile_calls  # noqa: E402
 
 BROWSER = {
     "User-Agent": "Mozilla/5.0 (Windows NT 10.0) Edge/125.0",
@@ -81,10 +85,31 @@ async def async_event(request, name):
     return JsonResponse({"ok": True})
 
 
+def streamed(request):
+    def rows():
+        yield "a,"
+        analytics.track(event="Streamed")  # names nobody: the browser's id comes from the request
+        yield "b"
+
+    return StreamingHttpResponse(rows())
+
+
+async def async_streamed(request):
+    async def rows():
+        yield "a,"
+        analytics.track(event="Async streamed")
+        yield "b"
+
+    return StreamingHttpResponse(rows())
+
+
 urlpatterns = [
+    path("streamed", streamed),
+    path("async-streamed", async_streamed),
     path("checkout", checkout),
     path("event/<str:name>", event),
     path("async/<str:name>", async_event),
+    path("hostile/<path:junk>", lambda request, junk: HttpResponse(hostile_calls())),
 ]
 
 
@@ -172,3 +197,68 @@ def test_automatic_page_calls_and_flush_per_request(legs, configured):
     assert legs.posthog.event_count == 4 and legs.segment.segment_count == 4
     pages = [e for e in legs.posthog.events if e["event"] == "$pageview"]
     assert [p["properties"]["$pathname"] for p in pages] == ["/checkout"]
+
+
+def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs, configured):
+    with configured():
+        response = Client().get("/hostile/" + HOSTILE_QUOTED, headers=HOSTILE_HEADERS, QUERY_STRING=HOSTILE)
+    assert response.status_code == 200
+    assert_hostile(legs, response.content.decode(), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
+
+
+STARTUP_CALL = """
+import sys
+import django
+from django.conf import settings
+import analytics_posthog as analytics
+
+settings.configure(
+    INSTALLED_APPS=sys.argv[3:],
+    MIDDLEWARE=["analytics_posthog.integrations.django.AnalyticsMiddleware"],
+    ANALYTICS_POSTHOG={"API_KEY": "phc_startup", "HOST": sys.argv[1], "WRITE_KEY": "seg_startup", "SEGMENT_HOST": sys.argv[2]},
+)
+django.setup()
+if settings.INSTALLED_APPS:
+    analytics.track("cron", "Nightly Report Sent")  # a management command's call: no request yet
+try:
+    from django.core.handlers.wsgi import WSGIHandler
+    WSGIHandler()  # builds the middleware
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+def run_startup_call(posthog, segment, *installed_apps):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "SEGMENT_"))}
+    return subprocess.run(
+        [sys.executable, "-c", STARTUP_CALL, posthog.url, segment.url, *installed_apps],
+        env=env, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout
+
+
+def test_the_app_applies_the_settings_when_django_starts_so_calls_before_any_request_use_them(legs):
+    assert run_startup_call(legs.posthog, legs.segment, "analytics_posthog.integrations.django.AnalyticsPostHogConfig") == ""
+    event, message = legs.posthog.wait_for_events(1)[0], legs.segment.wait_for_segment(1)[0]
+    assert (event["event"], event["distinct_id"], message["userId"]) == ("Nightly Report Sent", "cron", "cron")
+    assert {r.key for r in legs.posthog.requests} == {"phc_startup"}
+
+
+def test_keys_in_settings_without_the_app_are_an_error_not_ignored(legs):
+    out = run_startup_call(legs.posthog, legs.segment)
+    assert out.startswith("ImproperlyConfigured") and "AnalyticsPostHogConfig" in out
+
+
+def test_calls_in_a_streamed_body_see_the_request(legs, configured):
+    with configured():
+        response = Client().get("/streamed?page=2", headers=BROWSER)
+        assert b"".join(response.streaming_content) == b"a,b"  # iterated after the middleware returned
+        async_response = asyncio.run(AsyncClient().get("/async-streamed", headers=BROWSER))
+        assert b"".join(asyncio.run(_collect(async_response.streaming_content))) == b"a,b"
+    events, messages = legs.wait(2)
+    for name in ("Streamed", "Async streamed"):
+        assert messages[name]["anonymousId"] == "anon-dj" and events[name]["$session_id"] == "sess-dj"
+    assert events["Streamed"]["$current_url"] == "http://testserver/streamed?page=2"
+
+
+async def _collect(chunks):
+    return [chunk async for chunk in chunks]

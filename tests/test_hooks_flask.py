@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request, stream_with_context
 
 import analytics_posthog as analytics
+from hostile import HOSTILE, HOSTILE_HEADERS, HOSTILE_QUOTED, assert_hostile, hostile_calls
 from analytics_posthog.integrations.flask import Analytics
 
 BROWSER = {
@@ -132,3 +134,66 @@ def test_automatic_page_calls_for_html_only_and_flush_per_request(legs):
 def test_unknown_setting_is_refused(legs):
     with pytest.raises(ValueError, match="TRUSTED_PROXY"):
         make_app(legs, TRUSTED_PROXY=1)
+
+
+def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs):
+    app = make_app(legs)
+
+    @app.get("/hostile/<path:junk>")
+    def hostile(junk):
+        return hostile_calls()
+
+    response = app.test_client().get("/hostile/" + HOSTILE_QUOTED, query_string=HOSTILE, headers=HOSTILE_HEADERS)
+    assert response.status_code == 200
+    assert_hostile(legs, response.get_data(as_text=True), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
+
+
+def test_calls_in_a_streamed_body_see_the_request(legs):
+    app = make_app(legs)
+
+    @app.get("/stream")
+    def stream():
+        def rows():
+            yield "a,"
+            analytics.track(event="Streamed")  # names nobody: the browser's id comes from the request
+            yield "b"
+
+        return stream_with_context(rows())
+
+    @app.get("/plain-stream")
+    def plain_stream():
+        def rows():
+            analytics.track(event="Plain streamed")  # without stream_with_context: Flask's request is gone, ours is not
+            yield "x"
+
+        return Response(rows())
+
+    client = app.test_client()
+    response = client.get("/stream?page=2", headers=BROWSER)
+    assert (response.status_code, response.get_data(as_text=True)) == (200, "a,b")
+    assert client.get("/plain-stream", headers=BROWSER).status_code == 200
+    events, messages = legs.wait(2)
+    for name in ("Streamed", "Plain streamed"):
+        assert messages[name]["anonymousId"] == "browser-anon-1"
+        assert events[name]["$session_id"] == "0190-session"
+    assert events["Streamed"]["$current_url"] == "http://localhost/stream?page=2"
+    analytics.track("u1", "After")  # the request's context ends with its body
+    assert "$current_url" not in legs.wait(3)[0]["After"]
+
+
+def test_a_request_the_hook_cannot_read_gets_no_context_and_no_error(legs, caplog):
+    def broken_user_id():
+        raise LookupError("session store down")
+
+    caplog.set_level(logging.DEBUG, logger="analytics_posthog")  # WARNING once per process, DEBUG after
+    app = make_app(legs, CAPTURE_USER_ID=broken_user_id)
+
+    @app.get("/named")
+    def named():
+        analytics.track("u1", "Unreadable")
+        return "ok"
+
+    assert app.test_client().get("/named", headers=BROWSER).status_code == 200
+    events, messages = legs.wait(1)
+    assert "page" not in messages["Unreadable"]["context"] and "$current_url" not in events["Unreadable"]
+    assert any("could not read the request" in r.getMessage() and r.exc_info[0] is LookupError for r in caplog.records)

@@ -46,6 +46,11 @@ def test_header_sanitising():
     assert sanitise(" id\x00\x1b[31m\n ", 200) == "id[31m"
     assert sanitise("x" * 500, 200) == "x" * 200
     assert sanitise("\x00", 200) is None
+    # Limits are bytes of JSON as sent (ensure_ascii): 6 per BMP character, 12 beyond it, 2 for a quote.
+    assert sanitise("é" * 100, 200) == "é" * 33
+    assert sanitise("\U0001f600" * 100, 200) == "\U0001f600" * 16
+    assert sanitise('"' * 300, 200) == '"' * 100
+    assert sanitise("a\udc80b\ud800", 200) == "ab"  # lone surrogates: no encoder takes them
     assert first_language("fr-CH, fr;q=0.9") == "fr-CH"
     assert first_language("*") is None and first_language("<script>") is None
 
@@ -84,6 +89,26 @@ def test_client_call_inside_a_request():
     assert own["context"]["page"] == {"url": "https://s.example/p", "path": "/p", "title": "T"}
     assert alias["context"]["ip"] == "203.0.113.1"
     assert REQUEST.context["page"] == {"url": "https://s.example/p", "path": "/p"}  # not modified by a call
+
+
+BIG_REQUEST = RequestContext(context={"page": {"url": "https://s.example/" + "p" * 2000}, "userAgent": "u" * 1000}, anonymous_id="d1")
+
+
+def test_a_call_over_the_size_limit_only_with_the_request_context_is_made_without_it():
+    client = Client(send=False)
+    token = request_context.activate(BIG_REQUEST)
+    try:
+        _, fits = client.track(event="Fits", properties={"blob": "x" * 30_000})
+        _, alias = client.alias("a", "b", context={"blob": "x" * 30_000})
+        with pytest.raises(RuntimeError, match="Message exceeds"):  # the caller's own arguments: Segment's error
+            client.track(event="Too big", properties={"blob": "x" * 33_000})
+        with pytest.raises(AssertionError):
+            client.track(event="Bad context", context="not a dict", properties={"blob": "x" * 33_000})
+    finally:
+        request_context.reset(token)
+    assert fits["context"] == {"requestOmitted": True, "library": fits["context"]["library"]}
+    assert fits["anonymousId"] == "d1"  # the request's id stays
+    assert alias["context"]["requestOmitted"] is True and "page" not in alias["context"]
 
 
 def test_request_user_wins_over_the_browser_id():

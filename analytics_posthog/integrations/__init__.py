@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import analytics_posthog
 from analytics_posthog import request_context
@@ -62,16 +63,15 @@ class HookOptions:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], source: str) -> "HookOptions":
-        """Read the hook settings (upper-case names) and apply the module settings among them.
+        """The hook settings among ``settings`` (upper-case names); the module
+        settings among them are left to ``module_settings``.
 
         Unknown names raise, so a misspelt ``TRUSTED_PROXIES`` does not silently
         leave spoofable headers ignored (or trusted).
         """
-        known = set(MODULE_SETTINGS) | {"TRUSTED_PROXIES", "CAPTURE_USER_ID", "PAGE_CALLS", "PAGE_SKIP", "FLUSH_PER_REQUEST"}
-        unknown = sorted(set(settings) - known)
+        unknown = sorted(set(settings) - KNOWN_SETTINGS)
         if unknown:
-            raise ValueError("%s: unknown setting(s) %s; known: %s" % (source, ", ".join(unknown), ", ".join(sorted(known))))
-        configure_module({MODULE_SETTINGS[name]: value for name, value in settings.items() if name in MODULE_SETTINGS})
+            raise ValueError("%s: unknown setting(s) %s; known: %s" % (source, ", ".join(unknown), ", ".join(sorted(KNOWN_SETTINGS))))
         return cls(
             trusted_proxies=request_context.parse_trust(settings.get("TRUSTED_PROXIES")),
             capture_user_id=settings.get("CAPTURE_USER_ID", False),
@@ -86,6 +86,15 @@ class HookOptions:
         if not (content_type or "").lower().startswith("text/html"):
             return False
         return not any(path.startswith(skip) if isinstance(skip, str) else skip.match(path) for skip in self.page_skip)
+
+
+#: Every name a hook's settings may hold.
+KNOWN_SETTINGS = frozenset(MODULE_SETTINGS) | {"TRUSTED_PROXIES", "CAPTURE_USER_ID", "PAGE_CALLS", "PAGE_SKIP", "FLUSH_PER_REQUEST"}
+
+
+def module_settings(settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """The module settings (``posthog_api_key``, ...) named in a hook's settings."""
+    return {MODULE_SETTINGS[name]: value for name, value in settings.items() if name in MODULE_SETTINGS}
 
 
 def configure_module(settings: Mapping[str, Any]) -> None:
@@ -123,3 +132,29 @@ def flush() -> None:
     """Deliver what the default client queued; a process that made no call has nothing to flush."""
     if analytics_posthog.default_client is not None:
         analytics_posthog.default_client.flush()
+
+
+def deliver_at_shutdown() -> None:
+    """The server is stopping: deliver what the default client holds.
+
+    A flush gets ``exit_timeout``; the client stays usable after it, since
+    servers run in tests start and stop many times. If it does not finish,
+    the exit handler's routine runs now (one more ``exit_timeout``, then what
+    is left is counted and reported through ``stats()``, ``on_error`` and the
+    log), since the process may end by a signal right after, with no exit
+    handler run.
+    """
+    client = analytics_posthog.default_client
+    if client is None:
+        return
+    flushed = threading.Event()
+
+    def flush_all() -> None:
+        try:
+            client.flush()
+        finally:
+            flushed.set()
+
+    threading.Thread(target=flush_all, name="analytics_posthog-shutdown", daemon=True).start()
+    if not flushed.wait(client.exit_timeout):
+        client._at_exit()

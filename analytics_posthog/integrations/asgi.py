@@ -10,22 +10,21 @@ settings or environment variables and the hook settings are keyword arguments.
 With ``capture_user_id=True`` the user is ``scope["user"]`` as Starlette's
 ``AuthenticationMiddleware`` sets it, so that middleware must run first (be
 outside this one).
+
+The middleware also takes part in the ASGI lifespan, to deliver what is
+queued when the server shuts down, whether or not the app speaks lifespan
+(see ``analytics_posthog.integrations.lifespan``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Dict, Iterable, MutableMapping, Optional, Union
+from typing import Any, Dict, Iterable, Optional, Union
 from urllib.parse import quote
 
 from analytics_posthog import integrations, request_context
 from analytics_posthog.integrations import DEFAULT_PAGE_SKIP, HookOptions, PageSkip
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from analytics_posthog.integrations.lifespan import ASGIApp, Message, Receive, Scope, Send, lifespan
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -51,23 +50,13 @@ class AnalyticsMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(self.app, scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
-        # scope["path"] is decoded (and, as servers now send it, includes root_path).
-        path = quote(scope["path"], safe="/:@!$&'()*+,;=~")
-        query = scope.get("query_string", b"").decode("latin-1")
-        client = scope.get("client")
-        context = request_context.build(
-            peer=client[0] if client else None,
-            header=lambda name: headers.get(name.lower()),
-            url=_url(scope, headers.get("host"), path, query),
-            path=path,
-            query=query,
-            trust=self.options.trusted_proxies,
-            user_id=_user_id(scope) if self.options.capture_user_id else None,
-        )
+        context = request_context.safely(lambda: self._context(scope))
         response: Dict[str, Any] = {}
 
         async def send_and_watch(message: Message) -> None:
@@ -88,6 +77,23 @@ class AnalyticsMiddleware:
             request_context.reset(token)
         if self.options.flush_per_request:
             await asyncio.to_thread(integrations.flush)
+
+    def _context(self, scope: Scope) -> request_context.RequestContext:
+        headers = _headers(scope)
+        # scope["path"] is decoded (and, as servers now send it, includes
+        # root_path); what cannot be UTF-8 (lone surrogates) is left out.
+        path = quote(scope.get("path", ""), safe="/:@!$&'()*+,;=~", errors="ignore")
+        query = scope.get("query_string", b"").decode("latin-1")
+        client = scope.get("client")
+        return request_context.build(
+            peer=client[0] if client else None,
+            header=lambda name: headers.get(name.lower()),
+            url=_url(scope, headers.get("host"), path, query),
+            path=path,
+            query=query,
+            trust=self.options.trusted_proxies,
+            user_id=_user_id(scope) if self.options.capture_user_id else None,
+        )
 
 
 def _headers(scope: Scope) -> Dict[str, str]:

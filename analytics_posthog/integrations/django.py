@@ -1,24 +1,65 @@
-"""Django hook: add ``"analytics_posthog.integrations.django.AnalyticsMiddleware"`` to ``MIDDLEWARE``.
+"""Django hook: an app for ``INSTALLED_APPS`` and a middleware for ``MIDDLEWARE``.
+
+    INSTALLED_APPS = [..., "analytics_posthog.integrations.django.AnalyticsPostHogConfig"]
+    MIDDLEWARE = [..., "analytics_posthog.integrations.django.AnalyticsMiddleware"]
 
 Settings come from ``settings.ANALYTICS_POSTHOG`` (a dict of the names in
-``analytics_posthog.integrations.HookOptions.from_settings``). Put the
-middleware after ``AuthenticationMiddleware`` when ``CAPTURE_USER_ID`` is on,
-so ``request.user`` exists. Works for sync and async stacks without a thread
-hop of its own (Django's ``sync_and_async_middleware`` pattern).
+``analytics_posthog.integrations.KNOWN_SETTINGS``). The app applies the keys
+and hosts among them when Django starts (``ready()``), so calls made before
+any request (management commands, start-up code, Celery tasks importing the
+project) use them too; it re-applies them when a test overrides the setting.
+The middleware reads the request settings only: building it changes nothing
+else. Put it after ``AuthenticationMiddleware`` when ``CAPTURE_USER_ID`` is
+on, so ``request.user`` exists. Works for sync and async stacks without a
+thread hop of its own (Django's ``sync_and_async_middleware`` pattern).
 """
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Mapping, Optional, Union
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.apps import AppConfig, apps
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest, HttpResponseBase
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from analytics_posthog import integrations, request_context
 from analytics_posthog.integrations import HookOptions
 from analytics_posthog.request_context import RequestContext
+
+SETTING = "ANALYTICS_POSTHOG"
+APP = "analytics_posthog.integrations.django.AnalyticsPostHogConfig"
+
+
+class AnalyticsPostHogConfig(AppConfig):
+    """Applies ``settings.ANALYTICS_POSTHOG``'s keys and hosts when Django starts."""
+
+    name = "analytics_posthog.integrations.django"
+    label = "analytics_posthog"
+    verbose_name = "analytics-posthog"
+
+    def ready(self) -> None:
+        apply_settings()
+        setting_changed.connect(_setting_changed, dispatch_uid=APP)
+
+
+def apply_settings() -> None:
+    """Set the module settings named in ``settings.ANALYTICS_POSTHOG`` (unknown names raise)."""
+    configured = _configured()
+    HookOptions.from_settings(configured, "settings." + SETTING)
+    integrations.configure_module(integrations.module_settings(configured))
+
+
+def _setting_changed(setting: str, **_: Any) -> None:
+    if setting == SETTING:
+        apply_settings()
+
+
+def _configured() -> Mapping[str, Any]:
+    return getattr(settings, SETTING, None) or {}
+
 
 GetResponse = Callable[[HttpRequest], Union[HttpResponseBase, Awaitable[HttpResponseBase]]]
 
@@ -29,7 +70,12 @@ class AnalyticsMiddleware:
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
-        self.options = HookOptions.from_settings(getattr(settings, "ANALYTICS_POSTHOG", {}), "settings.ANALYTICS_POSTHOG")
+        configured = _configured()
+        self.options = HookOptions.from_settings(configured, "settings." + SETTING)
+        if integrations.module_settings(configured) and not apps.is_installed(AnalyticsPostHogConfig.name):
+            raise ImproperlyConfigured(
+                "settings.%s names keys or hosts, which apply from start-up: add %r to INSTALLED_APPS" % (SETTING, APP)
+            )
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
@@ -37,12 +83,12 @@ class AnalyticsMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        user = request.user if self.options.capture_user_id else None
-        context = self._context(request, user)
+        context = request_context.safely(lambda: self._context(request, request.user if self.options.capture_user_id else None))
         token = request_context.activate(context)
         try:
             response: Any = self.get_response(request)
             integrations.response_done(self.options, context, response.status_code, response.get("Content-Type"))
+            _stream_with(response, context)
         finally:
             request_context.reset(token)
         if self.options.flush_per_request:
@@ -55,11 +101,12 @@ class AnalyticsMiddleware:
             # request.user would query the session backend synchronously.
             auser = getattr(request, "auser", None)
             user = await auser() if auser is not None else await sync_to_async(lambda: request.user)()
-        context = self._context(request, user)
+        context = request_context.safely(lambda: self._context(request, user))
         token = request_context.activate(context)
         try:
             response = await self.get_response(request)  # type: ignore[misc]
             integrations.response_done(self.options, context, response.status_code, response.get("Content-Type"))
+            _stream_with(response, context)
         finally:
             request_context.reset(token)
         if self.options.flush_per_request:
@@ -76,6 +123,20 @@ class AnalyticsMiddleware:
             trust=self.options.trusted_proxies,
             user_id=user.pk if user is not None and user.is_authenticated else None,
         )
+
+
+def _stream_with(response: HttpResponseBase, context: RequestContext) -> None:
+    """Keep the request's context for calls made while a streamed body is produced.
+
+    A file response is left alone: servers send its file directly
+    (``wsgi.file_wrapper``), and no app code runs while they do.
+    """
+    if not isinstance(response, StreamingHttpResponse) or isinstance(response, FileResponse):
+        return
+    if response.is_async:
+        response.streaming_content = request_context.activated_async(response.streaming_content, context)
+    else:
+        response.streaming_content = request_context.activated(response.streaming_content, context)
 
 
 def _absolute_url(request: HttpRequest) -> Optional[str]:

@@ -1,7 +1,8 @@
 """Flask hook: ``Analytics(app)`` or ``Analytics().init_app(app)``.
 
 Settings come from ``app.config`` keys ``ANALYTICS_POSTHOG_<NAME>`` (the
-names in ``analytics_posthog.integrations.HookOptions.from_settings``).
+names in ``analytics_posthog.integrations.KNOWN_SETTINGS``); ``init_app``
+is the set-up step, so it also sets the module settings (keys, hosts) named there.
 ``ANALYTICS_POSTHOG_CAPTURE_USER_ID`` is ``True`` for flask_login's
 ``current_user`` or a callable returning the user id (or ``None``).
 """
@@ -27,6 +28,7 @@ class Analytics:
     def init_app(self, app: Flask) -> None:
         settings = {key[len(PREFIX) :]: value for key, value in app.config.items() if key.startswith(PREFIX)}
         app.extensions[EXTENSION] = HookOptions.from_settings(settings, "app.config " + PREFIX + "*")
+        integrations.configure_module(integrations.module_settings(settings))
         app.before_request(_start)
         app.after_request(_response)
         app.teardown_request(_end)
@@ -38,14 +40,16 @@ def _options() -> HookOptions:
 
 def _start() -> None:
     options = _options()
-    context = request_context.build(
-        peer=request.remote_addr,
-        header=request.headers.get,
-        url=request.url,
-        path=request.script_root + request.path,
-        query=request.query_string.decode("latin-1"),
-        trust=options.trusted_proxies,
-        user_id=_user_id(options),
+    context = request_context.safely(
+        lambda: request_context.build(
+            peer=request.remote_addr,
+            header=request.headers.get,
+            url=request.url,
+            path=request.script_root + request.path,
+            query=request.query_string.decode("latin-1"),
+            trust=options.trusted_proxies,
+            user_id=_user_id(options),
+        )
     )
     g._analytics_posthog = (context, request_context.activate(context))
 
@@ -54,6 +58,8 @@ def _response(response: Response) -> Response:
     started = g.get("_analytics_posthog")
     if started is not None:
         integrations.response_done(_options(), started[0], response.status_code, response.content_type)
+        if response.is_streamed and not response.direct_passthrough:
+            response.response = request_context.activated(response.response, started[0])
     return response
 
 

@@ -1,7 +1,11 @@
 """A one-file Django project whose views call Segment's API; the middleware adds each request's context.
 
-    python examples/django_app/app.py                  # offline: one request against a loopback capture endpoint
+    python examples/django_app/app.py                  # offline: three requests against a loopback capture endpoint
     POSTHOG_API_KEY=phc_... python examples/django_app/app.py runserver
+
+Every call needs someone to name. A browser running posthog-js sends its
+distinct id (``X-POSTHOG-DISTINCT-ID``) and the middleware fills it in; any
+other visitor gets an anonymous id of its own, kept in a cookie so its events join up.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
+from typing import Optional, Tuple
 
 import django
 from django.conf import settings
@@ -22,6 +28,9 @@ settings.configure(
     ALLOWED_HOSTS=["*"],
     ROOT_URLCONF=__name__,
     SECRET_KEY="example-only",
+    # The app applies ANALYTICS_POSTHOG's keys and hosts when Django starts, so
+    # calls made outside requests (management commands, start-up code) use them too.
+    INSTALLED_APPS=["analytics_posthog.integrations.django.AnalyticsPostHogConfig"],
     MIDDLEWARE=["analytics_posthog.integrations.django.AnalyticsMiddleware"],
     # Keys from the environment (POSTHOG_API_KEY, SEGMENT_WRITE_KEY) or here ("API_KEY": "phc_...").
     ANALYTICS_POSTHOG={"PAGE_CALLS": True, "TRUSTED_PROXIES": os.environ.get("TRUSTED_PROXIES", 0)},
@@ -29,9 +38,27 @@ settings.configure(
 django.setup()
 
 
+VISITOR_COOKIE = "visitor_id"
+
+
+def anonymous_id(request: HttpRequest) -> Tuple[Optional[str], bool]:
+    """``None`` when posthog-js named the browser (the middleware fills its id in),
+    else the visitor's cookie id; and whether the cookie must be set."""
+    if request.headers.get("X-POSTHOG-DISTINCT-ID"):
+        return None, False
+    try:
+        return str(uuid.UUID(request.COOKIES[VISITOR_COOKIE])), False  # only ids this app made
+    except (KeyError, ValueError):
+        return str(uuid.uuid4()), True
+
+
 def checkout(request: HttpRequest) -> HttpResponse:
-    analytics.track(event="Checkout Started", properties={"items": 2})  # no ids: the browser's come from the request
-    return HttpResponse("<html><body>Checkout</body></html>")
+    visitor, new = anonymous_id(request)
+    analytics.track(anonymous_id=visitor, event="Checkout Started", properties={"items": 2})
+    response = HttpResponse("<html><body>Checkout</body></html>")
+    if new:
+        response.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 24 * 3600, httponly=True, samesite="Lax")
+    return response
 
 
 urlpatterns = [path("checkout", checkout)]
@@ -44,13 +71,12 @@ def offline_demo() -> None:
 
     with CaptureServer() as server:
         analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = "phc_demo", server.url, True
-        Client().get(
-            "/checkout?step=1",
-            headers={"User-Agent": "Mozilla/5.0 (demo)", "X-POSTHOG-DISTINCT-ID": "browser-1", "X-POSTHOG-SESSION-ID": "session-1"},
-        )
-        for event in server.wait_for_events(2):
-            print(json.dumps({k: event[k] for k in ("event", "distinct_id")} | {"properties": {k: v for k, v in event["properties"].items() if k.startswith("$") and not k.startswith("$lib")}}, indent=2))
-
+        client = Client()
+        posthog_js = {"User-Agent": "Mozilla/5.0 (demo)", "X-POSTHOG-DISTINCT-ID": "browser-1", "X-POSTHOG-SESSION-ID": "session-1"}
+        for headers in (posthog_js, {}, {}):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
+            print("GET /checkout ->", client.get("/checkout?step=1", headers=headers).status_code)
+        for event in server.wait_for_events(4):
+            print(json.dumps({k: event[k] for k in ("event", "distinct_id")} | {"properties": {k: v for k, v in event["properties"].items() if k.startswith("$") and not k.startswith("$lib")}}))
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
