@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser, SimpleUser
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import TestClient
 
@@ -28,9 +28,27 @@ BROWSER = {
 }
 
 
+class Account(BaseUser):
+    """An app's own user class without ``identity`` (which starlette's
+    ``BaseUser`` only got in 1.7, raising NotImplementedError before)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    @property
+    def is_authenticated(self):
+        return True
+
+    @property
+    def display_name(self):
+        return self.name
+
+
 class HeaderAuth(AuthenticationBackend):
     async def authenticate(self, conn):
-        user = conn.headers.get("X-Test-User")
+        user, account = conn.headers.get("X-Test-User"), conn.headers.get("X-Test-Account")
+        if account:
+            return AuthCredentials(["authenticated"]), Account(account)
         return (AuthCredentials(["authenticated"]), SimpleUser(user)) if user else None
 
 
@@ -142,6 +160,12 @@ def test_user_id_from_starlette_authentication_only_when_opted_in(legs):
     events, messages = legs.wait(2)
     assert (messages["NotOpted"]["userId"], messages["NotOpted"]["anonymousId"]) == (None, "anon-9")
     assert (messages["Opted"]["userId"], messages["Opted"]["anonymousId"]) == ("ann", None)
+
+
+def test_a_user_class_without_identity_gives_its_display_name(legs):
+    request(make_app(legs, capture_user_id=True), "/event/Account", {"X-Test-Account": "bob", **BROWSER})
+    events, messages = legs.wait(1)
+    assert messages["Account"]["userId"] == "bob"
 
 
 def test_automatic_page_calls_and_flush_per_request(legs):

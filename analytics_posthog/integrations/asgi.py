@@ -118,5 +118,12 @@ def _url(scope: Scope, host: Optional[str], path: str, query: str) -> Optional[s
 
 
 def _user_id(scope: Scope) -> Any:
+    """Starlette's ``identity``; a user class that does not define it (starlette
+    before 1.7, or an app's own ``BaseUser``) raises, so its ``display_name`` stands in."""
     user = scope.get("user")
-    return user.identity if user is not None and getattr(user, "is_authenticated", False) else None
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        return user.identity
+    except (NotImplementedError, AttributeError):
+        return getattr(user, "display_name", None)
