@@ -36,10 +36,12 @@ if os.environ.get("CELERY_TEST_WORKER"):
     held = posthog.Client("phc_test", host=os.environ["CELERY_TEST_POSTHOG"], flush_interval=60, flush_at=10_000)
     analytics.default_client = analytics.Client("seg_key", host=os.environ["CELERY_TEST_SEGMENT"], posthog_client=held)
     # posthog's own integration on the worker reads the headers ours wrote:
-    # the posthog client's own captures in a task get the visitor too.
+    # the posthog client's own captures in a task get the visitor too. (Not
+    # given our posthog client: its shutdown would flush it, and the test
+    # would no longer show that ours does.)
     from posthog.integrations.celery import PosthogCeleryIntegration
 
-    PosthogCeleryIntegration(analytics.get_posthog_client(), capture_exceptions=False, capture_task_lifecycle_events=False).instrument()
+    PosthogCeleryIntegration(capture_exceptions=False, capture_task_lifecycle_events=False).instrument()
 
 
 @app.task
