@@ -22,7 +22,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, TypeGuard, Union
 from urllib.parse import unquote
 
 # The module, not its names: ``request_context`` imports this module while it loads.
@@ -149,5 +149,5 @@ def _id(value: Any) -> Optional[str]:
     return request_context.sanitise(value, request_context.ID_LIMIT) if isinstance(value, str) else None
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[Union[int, float]]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -139,7 +139,8 @@ def build(
     anonymous_id = sanitise(header(DISTINCT_ID_HEADER), ID_LIMIT)
     user_id = sanitise(None if user_id is None else str(user_id), ID_LIMIT)
     # Without a header, the browser's cookies say who the visitor is (see ``identity``).
-    browser = None if anonymous_id else identity.from_cookies(header("Cookie"), identity.project_key())
+    cookies = None if anonymous_id else header("Cookie")
+    browser = identity.from_cookies(cookies, identity.project_key()) if cookies else None
     if browser is not None:
         anonymous_id, user_id = browser.anonymous_id, user_id or browser.user_id
         session_id = session_id or browser.session_id

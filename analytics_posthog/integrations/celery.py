@@ -61,7 +61,6 @@ class Analytics:
 
     def init_app(self, app: Celery) -> None:
         """Celery's signals are global: connected once however many apps are hooked."""
-        self.app = app
         uid = "analytics_posthog.celery"
         signals.before_task_publish.connect(carry, weak=False, dispatch_uid=uid)
         signals.task_prerun.connect(start_task, weak=False, dispatch_uid=uid)
