@@ -56,7 +56,7 @@ def test_module_function_uses_the_default_client(capture_server):
 
 
 def test_posthog_context_identity_session_and_tags_reach_our_events(capture_server, segment_server):
-    """Queued inside the context, delivered after it ended: the call keeps what the context said."""
+    """Queued inside the context, delivered after it ended: each call keeps what the context said when it was made."""
     client = Client("seg_key", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url)
     with posthog.new_context(capture_exceptions=False):
         posthog.identify_context("ctx-user")
@@ -64,6 +64,7 @@ def test_posthog_context_identity_session_and_tags_reach_our_events(capture_serv
         posthog.tag("plan", "pro")
         client.track(event="Nobody Named", properties={"n": 1})
         client.track("u1", "Explicit", context={"sessionId": "own-session"})
+        posthog.tag("later", True)  # after those calls: only on the calls made from here on
         token = request_context.activate(RequestContext(context={"sessionId": "req-session"}, anonymous_id="req-anon"))
         client.track(event="In Request")
         request_context.reset(token)
@@ -77,6 +78,7 @@ def test_posthog_context_identity_session_and_tags_reach_our_events(capture_serv
     assert nobody["properties"]["$session_id"] == message["context"]["sessionId"] == "ctx-session"
     assert nobody["properties"]["plan"] == "pro" and nobody["properties"]["n"] == 1
     assert "plan" not in message["properties"]  # tags are posthog's: the Segment leg is as Segment sent it
+    assert "later" not in nobody["properties"] and "later" not in events["Explicit"]["properties"]
 
     explicit = events["Explicit"]
     assert explicit["distinct_id"] == messages["Explicit"]["userId"] == "u1"
@@ -85,6 +87,7 @@ def test_posthog_context_identity_session_and_tags_reach_our_events(capture_serv
     in_request = events["In Request"]
     assert in_request["distinct_id"] == messages["In Request"]["anonymousId"] == "req-anon"
     assert in_request["properties"]["$session_id"] == "req-session"
+    assert in_request["properties"]["later"] is True and in_request["properties"]["plan"] == "pro"
 
     outside = events["Outside"]["properties"]
     assert "plan" not in outside and "$session_id" not in outside
