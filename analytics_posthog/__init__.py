@@ -94,6 +94,11 @@ def shutdown() -> None:
     _proxy("join")
 
 
+def get_posthog_client() -> Any:
+    """The default client's ``posthog.Client`` (see ``Client.get_posthog_client``)."""
+    return _proxy("get_posthog_client")
+
+
 def _proxy(method: str, *args: Any, **kwargs: Any) -> Any:
     """Create the default client from the settings on first use (once, even
     when many threads make their first call together) and call it."""

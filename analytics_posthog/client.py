@@ -26,8 +26,8 @@ from analytics_posthog.errors import ClientClosed, DeliveryError, ExitTimeout, Q
 from analytics_posthog.forks import GATE, reset_in_child
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.message import Message
-from analytics_posthog.request_context import current as current_request
 from analytics_posthog.stats import DeliveryStats
+from analytics_posthog.visitor import current as current_request
 
 Leg = Union[posthog_leg.PostHogLeg, segment_leg.SegmentLeg]
 OnError = Callable[[Exception, Any], None]
@@ -376,6 +376,17 @@ class Client(object):
         if not self.legs:
             return {}
         return self._stats.snapshot(self._dispatcher.pending, {leg.name: leg.pending for leg in self.legs})
+
+    def get_posthog_client(self) -> Optional[posthog.Client]:
+        """The ``posthog.Client`` this client delivers through (the app's own
+        ``posthog_client`` when one was handed in), for feature flags,
+        ``capture_exception`` and the rest of posthog's API with the same
+        settings and threads; ``None`` when PostHog is not configured
+        (Segment only, or ``send=False``)."""
+        for leg in self.legs:
+            if isinstance(leg, posthog_leg.PostHogLeg):
+                return leg.client
+        return None
 
     def _reset_in_child(self) -> None:
         self._stats = DeliveryStats(leg.name for leg in self.legs)

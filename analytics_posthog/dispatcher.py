@@ -14,7 +14,8 @@ poll, and a burst would find it asleep and pile up. Waking it never hands it
 the interpreter: it waits for the app to give the lock up.
 
 Each message carries a copy of the caller's contextvars, so posthog's own
-contexts and the web hooks' request context apply to it when it is delivered.
+contexts and the web hooks' request context apply to it when it is delivered
+(posthog's scope frozen as it was at the call: ``posthog_context``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Callable, Deque, List, Optional, Tuple
 
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.message import Message
+from analytics_posthog.posthog_context import active as posthog_scope
+from analytics_posthog.posthog_context import pinned
 
 log = logging.getLogger("analytics_posthog")
 
@@ -113,7 +116,10 @@ class Dispatcher:
         """Queue ``msg`` without blocking; ``False`` when full or stopped."""
         if len(self._messages) >= self._max_queue_size:
             return False
-        context = self._shared(contextvars.copy_context())
+        context = contextvars.copy_context()
+        if posthog_scope() is not None:
+            context = pinned(context)
+        context = self._shared(context)
         with self._pair_lock:
             if self._stopped:
                 return False

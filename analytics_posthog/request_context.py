@@ -23,6 +23,8 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterable, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
+from analytics_posthog import identity
+
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 #: How the app is reached: ``0`` (directly, the default: forwarding headers are
@@ -239,15 +241,19 @@ def build(
     if locale:
         context["locale"] = locale
     session_id = _field("sessionId", header(SESSION_ID_HEADER), ID_LIMIT, truncated)
+    anonymous_id = sanitise(header(DISTINCT_ID_HEADER), ID_LIMIT)
+    user_id = sanitise(None if user_id is None else str(user_id), ID_LIMIT)
+    # Without a header, the browser's cookies say who the visitor is (see ``identity``).
+    cookies = None if anonymous_id else header("Cookie")
+    browser = identity.from_cookies(cookies, identity.project_key()) if cookies else None
+    if browser is not None:
+        anonymous_id, user_id = browser.anonymous_id, user_id or browser.user_id
+        session_id = session_id or browser.session_id
     if session_id:
         context["sessionId"] = session_id
     if truncated:
         context[TRUNCATED_KEY] = truncated
-    return RequestContext(
-        context=context,
-        user_id=sanitise(None if user_id is None else str(user_id), ID_LIMIT),
-        anonymous_id=sanitise(header(DISTINCT_ID_HEADER), ID_LIMIT),
-    )
+    return RequestContext(context=context, user_id=user_id, anonymous_id=anonymous_id)
 
 
 def page(url: Optional[str], path: str, query: str, referrer: Optional[str]) -> Dict[str, str]:

@@ -1,0 +1,153 @@
+"""The browser's visitor, read from the cookies posthog-js and Segment's analytics.js keep.
+
+A team that keeps its browser analytics while moving the backend gets server
+events that join the same person and session with no frontend change:
+
+- posthog-js keeps ``ph_<project key>_posthog``: URL-encoded JSON with the
+  visitor's ``distinct_id`` and ``$sesid`` (``[last activity ms, session id,
+  session start ms]``). The session counts only while posthog-js would still
+  use it (active in the last 30 minutes, started less than 24 hours ago).
+- analytics.js keeps ``ajs_user_id`` and ``ajs_anonymous_id``: JSON-encoded
+  strings, usually URL-encoded too (plain values are accepted as well).
+
+Cookies are whatever the client sent: a value that is too long, malformed or
+of the wrong shape is ignored, never an error, and ids are cleaned and capped
+like header values. Pure functions, no framework: the hooks hand over the
+``Cookie`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, TypeGuard, Union
+from urllib.parse import unquote
+
+# The module, not its names: ``request_context`` imports this module while it loads.
+from analytics_posthog import request_context
+
+#: Only this much of a ``Cookie`` header is read (browsers send at most a few KB).
+HEADER_LIMIT = 8192
+#: A longer cookie value is not one a browser library wrote.
+VALUE_LIMIT = 4096
+#: posthog-js's session rules: a new session after this much inactivity, or at this age.
+SESSION_IDLE_MS = 30 * 60 * 1000
+SESSION_LENGTH_MS = 24 * 3600 * 1000
+
+POSTHOG_PREFIX, POSTHOG_SUFFIX = "ph_", "_posthog"
+AJS_USER_ID, AJS_ANONYMOUS_ID = "ajs_user_id", "ajs_anonymous_id"
+
+
+@dataclass(frozen=True)
+class BrowserVisitor:
+    """Who the cookies say the visitor is: Segment's ids and posthog-js's session."""
+
+    user_id: Optional[str] = None
+    anonymous_id: Optional[str] = None
+    session_id: Optional[str] = None
+
+
+def from_cookies(cookie_header: Optional[str], project_key: Optional[str], now_ms: Optional[float] = None) -> Optional[BrowserVisitor]:
+    """The visitor from posthog-js's cookie if it names one, else from analytics.js's cookies, else ``None``.
+
+    ``project_key``: the PostHog project key, naming posthog-js's cookie; when
+    it is not known, the only ``ph_*_posthog`` cookie there is (none if several).
+    """
+    if not cookie_header:
+        return None
+    cookies = parse(cookie_header)
+    found = posthog_js(cookies, project_key, time.time() * 1000 if now_ms is None else now_ms)
+    return found if found is not None else analytics_js(cookies)
+
+
+def parse(cookie_header: str) -> Dict[str, str]:
+    """``name -> raw value`` of a ``Cookie`` header (the first of a repeated name wins)."""
+    cookies: Dict[str, str] = {}
+    for pair in cookie_header[:HEADER_LIMIT].split(";"):
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if sep and name and name not in cookies:
+            cookies[name] = value.strip()
+    return cookies
+
+
+def posthog_js(cookies: Dict[str, str], project_key: Optional[str], now_ms: float) -> Optional[BrowserVisitor]:
+    if project_key:
+        raw = cookies.get(posthog_cookie_name(project_key))
+    else:
+        candidates = [value for name, value in cookies.items() if name.startswith(POSTHOG_PREFIX) and name.endswith(POSTHOG_SUFFIX)]
+        raw = candidates[0] if len(candidates) == 1 else None
+    data = _json(raw)
+    if not isinstance(data, dict):
+        return None
+    distinct_id = _id(data.get("distinct_id"))
+    if distinct_id is None:
+        return None
+    return BrowserVisitor(anonymous_id=distinct_id, session_id=_live_session(data.get("$sesid"), now_ms))
+
+
+def posthog_cookie_name(project_key: str) -> str:
+    """posthog-js's cookie name for a project (it spells ``+ / =`` out, as in base64 keys)."""
+    token = project_key.replace("+", "PL").replace("/", "SL").replace("=", "EQ")
+    return POSTHOG_PREFIX + token + POSTHOG_SUFFIX
+
+
+def analytics_js(cookies: Dict[str, str]) -> Optional[BrowserVisitor]:
+    user_id, anonymous_id = _ajs_id(cookies.get(AJS_USER_ID)), _ajs_id(cookies.get(AJS_ANONYMOUS_ID))
+    if user_id is None and anonymous_id is None:
+        return None
+    return BrowserVisitor(user_id=user_id, anonymous_id=anonymous_id)
+
+
+def project_key() -> Optional[str]:
+    """The PostHog project key the default client uses (or will use): its settings, then the environment."""
+    import analytics_posthog
+
+    client = analytics_posthog.default_client
+    if client is not None:
+        return client.posthog_api_key
+    key = analytics_posthog.posthog_api_key
+    if not key and isinstance(analytics_posthog.write_key, str) and analytics_posthog.write_key.startswith("phc_"):
+        key = analytics_posthog.write_key
+    return key or os.environ.get("POSTHOG_API_KEY") or os.environ.get("POSTHOG_PROJECT_API_KEY")
+
+
+def _live_session(sesid: Any, now_ms: float) -> Optional[str]:
+    if not isinstance(sesid, list) or len(sesid) < 2:
+        return None
+    last_activity, session_id = sesid[0], sesid[1]
+    started = sesid[2] if len(sesid) > 2 else None
+    if not _number(last_activity) or now_ms - last_activity > SESSION_IDLE_MS:
+        return None
+    if _number(started) and now_ms - started > SESSION_LENGTH_MS:
+        return None
+    return _id(session_id)
+
+
+def _ajs_id(raw: Optional[str]) -> Optional[str]:
+    if raw is None or len(raw) > VALUE_LIMIT:
+        return None
+    value: Any = unquote(raw)
+    if value.startswith(('"', "[", "{")):
+        value = _json(value, url_encoded=False)  # a JSON string; any other JSON is not an id
+    return _id(value)
+
+
+def _json(raw: Optional[str], url_encoded: bool = True) -> Any:
+    """JSON from a cookie value (URL-decoded first if ``url_encoded``); ``None`` when it is not JSON."""
+    if raw is None or len(raw) > VALUE_LIMIT:
+        return None
+    try:
+        return json.loads(unquote(raw) if url_encoded else raw)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _id(value: Any) -> Optional[str]:
+    return request_context.sanitise(value, request_context.ID_LIMIT) if isinstance(value, str) else None
+
+
+def _number(value: Any) -> TypeGuard[Union[int, float]]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
