@@ -114,12 +114,13 @@ def test_interrupted_replay_resumes_from_the_checkpoint(capture_server, tmp_path
     assert code == 0
     assert [e["event"] for e in capture_server.wait_for_events(3)] == ["E0", "E1", "E2"]
     checkpoint = json.loads(open(path + ".replay-checkpoint.json").read())
-    assert checkpoint["files"][os.path.abspath(path)] == {"line": 3, "complete": False}
+    assert (checkpoint["day"], checkpoint["done"], checkpoint["complete"]) == ("2024-05-17", 3, False)
     code, _, err = run(capture_server, [path])
     assert code == 0
     assert [e["event"] for e in capture_server.events] == ["E0", "E1", "E2", "E3", "E4"]
-    assert "3 lines already sent" in err
-    assert json.loads(open(path + ".replay-checkpoint.json").read())["files"][os.path.abspath(path)]["complete"] is True
+    assert "3 events already sent" in err
+    checkpoint = json.loads(open(path + ".replay-checkpoint.json").read())
+    assert (checkpoint["complete"], checkpoint["sent"]) == (True, {"track": 5})
 
 
 def test_a_rerun_sends_the_same_uuids(capture_server, tmp_path):
