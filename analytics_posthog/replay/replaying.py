@@ -121,6 +121,7 @@ class Replay:
         total = sum(1 for day in days(spool) for _ in read_day(spool, day))
         pending: List[str] = []
         last = time.monotonic()
+        day, done = "", 0
         try:
             for day in days(spool):
                 skip = 0
@@ -129,13 +130,14 @@ class Replay:
                         self.resumed += sum(1 for _ in read_day(spool, day))
                         continue
                     skip = state.done if day == state.day else 0
-                index = 0
+                done = 0
                 for index, line in enumerate(read_day(spool, day), 1):
                     if index <= skip:
                         self.resumed += 1
+                        done = index
                         continue
                     if options.limit is not None and self.sent_count + len(pending) >= options.limit:
-                        self._commit(sink, pending, state, day, index - 1)
+                        self._commit(sink, pending, state, day, done)
                         return False
                     event = json.loads(line)
                     throttle.wait()
@@ -143,15 +145,20 @@ class Replay:
                         self.error = RuntimeError("posthog's queue refused an event")
                         return False
                     pending.append(TYPE_OF_EVENT.get(event["event"], "track"))
+                    done = index
                     if len(pending) >= CHECKPOINT_EVERY_EVENTS or time.monotonic() - last >= CHECKPOINT_EVERY_SECONDS:
-                        if not self._commit(sink, pending, state, day, index):
+                        if not self._commit(sink, pending, state, day, done):
                             return False
                         last = time.monotonic()
-                    done = self.sent_count + len(pending)
-                    self.progress.show("sent", done, "events", started, (done + self.resumed) / total)
-                if not self._commit(sink, pending, state, day, index):
+                    sent = self.sent_count + len(pending)
+                    self.progress.show("sent", sent, "events", started, (sent + self.resumed) / total)
+                if not self._commit(sink, pending, state, day, done):
                     return False
             return True
+        except KeyboardInterrupt:
+            # What was handed over is flushed and recorded, so a re-run goes on after it.
+            self._commit(sink, pending, state, day, done)
+            raise
         finally:
             sink.close()
 

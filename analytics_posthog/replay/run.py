@@ -96,8 +96,9 @@ def read_input(
         scan_parallel(listed, options.filters, now, options.jobs, directory, level, rejects, stats, tick)
     else:
         scan(listed, Converter(options.filters, now), DayWriter(directory, level), rejects, stats, tick)
-    progress.show("read", stats.lines, "lines", started, None, force=True)
-    progress.end()
+    if progress.tty:
+        progress.show("read", stats.lines, "lines", started, None, force=True)
+        progress.end()
     return stats
 
 
@@ -114,10 +115,11 @@ def summary_lines(
 ) -> List[str]:
     total = sum(sent.values())
     per_type = ", ".join("%s %d" % (t, sent[t]) for t in TYPES if sent.get(t))
+    elapsed = max(elapsed, 1e-9)
     lines = [
-        "%s %s: %d lines read, %s %d events (%s) in %.1fs, %.0f lines/s"
+        "%s %s: %d lines read, %s %d events (%s) in %.1fs: %.0f lines/s read, %.0f events/s %s"
         % (command, "interrupted" if interrupted else "done", stats.lines, verb, total, per_type or "none",
-           elapsed, stats.lines / elapsed if elapsed > 0 else 0.0),
+           elapsed, stats.lines / elapsed, total / elapsed, verb),
     ]
     rejected = "  rejected %d lines" % rejects.lines
     if rejects.files:

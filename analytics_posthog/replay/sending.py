@@ -19,6 +19,8 @@ from analytics_posthog.mapping import parse_timestamp
 
 #: Events per request: bigger batches are fewer round trips.
 BATCH_SIZE = 500
+#: Seconds a partial batch waits: at a low --rate a batch fills slowly.
+FLUSH_INTERVAL = 0.5
 #: Events between checkpoints (each costs a full flush), or this many seconds.
 CHECKPOINT_EVERY_EVENTS = 2000
 CHECKPOINT_EVERY_SECONDS = 5.0
@@ -39,6 +41,7 @@ class PostHogSink:
             host=host,
             historical_migration=True,
             flush_at=BATCH_SIZE,
+            flush_interval=FLUSH_INTERVAL,
             max_queue_size=CHECKPOINT_EVERY_EVENTS * 4,
             gzip=True,
             max_retries=MAX_RETRIES,
