@@ -66,9 +66,9 @@ class Replay:
                 stats = read_input(self.options, listed, spool, now, SPOOL_LEVEL, self.rejects, self.progress)
                 self.rejects.close(complete=True)
                 if self.options.dry_run:
-                    complete = self._print(spool)
+                    complete = self._print(spool, stats)
                 else:
-                    complete = self._send(spool, state)
+                    complete = self._send(spool, state, sum(stats.events.values()))
             except KeyboardInterrupt:
                 interrupted = True
             finally:
@@ -105,20 +105,20 @@ class Replay:
         )
         return state.exit_code
 
-    def _print(self, spool: str) -> bool:
+    def _print(self, spool: str, stats: ScanStats) -> bool:
+        write = self.out.write
         for day in days(spool):
             for line in read_day(spool, day):
-                self.out.write(line.decode())
-                self.sent[TYPE_OF_EVENT.get(json.loads(line)["event"], "track")] += 1
+                write(line.decode())
+        self.sent.update(stats.events)
         return True
 
-    def _send(self, spool: str, state: Optional[State]) -> bool:
+    def _send(self, spool: str, state: Optional[State], total: int) -> bool:
         """True when every event went out; False when stopped (limit, error)."""
         options = self.options
         sink = PostHogSink(options.api_key or "", options.host or "")
         throttle = Throttle(options.rate)
         started = time.monotonic()
-        total = sum(1 for day in days(spool) for _ in read_day(spool, day))
         pending: List[str] = []
         last = time.monotonic()
         day, done = "", 0
@@ -151,7 +151,7 @@ class Replay:
                             return False
                         last = time.monotonic()
                     sent = self.sent_count + len(pending)
-                    self.progress.show("sent", sent, "events", started, (sent + self.resumed) / total)
+                    self.progress.show("sent", sent, "events", started, (sent + self.resumed) / max(total, 1))
                 if not self._commit(sink, pending, state, day, done):
                     return False
             return True
