@@ -62,6 +62,7 @@ def damaged_archive(root: Path) -> Path:
     (archive / "dangling.gz").symlink_to(root / "nowhere.gz")
     (archive / "loop1").symlink_to(archive / "loop2")
     (archive / "loop2").symlink_to(archive / "loop1")
+    os.mkfifo(archive / "fifo")
     return archive
 
 
@@ -79,7 +80,8 @@ def test_a_damaged_archive_is_contained_and_every_loss_named(capture_server, tmp
     assert "newer than 48 hours" in by_line[("c.json", 6)]
     files = {os.path.basename(r["file"]): r["reason"] for r in rejects if r["line"] is None}
     assert "damaged gzip" in files["b.gz"] and "dangling" in files["dangling.gz"] and "loop" in files["loop1"]
-    for name in ("b.gz", "dangling.gz", "loop1", "loop2"):
+    assert files["fifo"] == "not a regular file"
+    for name in ("b.gz", "dangling.gz", "loop1", "loop2", "fifo"):
         assert name + ": skipped" in result.stderr or os.path.join(str(archive), name) + ": skipped" in result.stderr
     # the readable head of the truncated file was sent, with everything good
     events = capture_server.events
@@ -158,6 +160,26 @@ def test_sent_oldest_day_first_across_files_whatever_their_names(capture_server,
     assert code == 0, err
     assert [e["event"] for e in capture_server.wait_for_events(5)] == ["E3", "E2", "E5", "E1", "E4"]
     assert all(r.body["historical_migration"] is True for r in capture_server.requests)
+
+
+def test_batches_stay_within_posthogs_request_limits(capture_server, tmp_path):
+    path = write(tmp_path / "export.jsonl", [msg(i, properties={"pad": "p" * 2000}) for i in range(1100)])
+    code, _, _ = run(capture_server, [path], rate=100000.0)
+    assert code == 0 and capture_server.event_count == 1100
+    assert max(r.count for r in capture_server.requests) <= 500
+
+
+def test_progress_is_redrawn_on_a_terminal_and_a_summary_ends_the_run(tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    path = write(tmp_path / "export.jsonl", [msg(i) for i in range(3000)])
+    err = Terminal()
+    assert replay.export(replay.Options(paths=[path], out=str(tmp_path / "out")), err) == 0
+    text = err.getvalue()
+    assert "\r\x1b[Kexport: read 3000 lines" in text and "100%, ETA 0s" in text
+    assert text.rstrip().splitlines()[-3].startswith("export done: 3000 lines read, wrote 3000 events (track 3000)")
 
 
 def test_429_with_retry_after_is_waited_out(capture_server, tmp_path):

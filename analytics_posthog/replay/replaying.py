@@ -41,6 +41,8 @@ class Replay:
         self.rejects = Rejects(options.rejects or own_file(options, REJECTS_SUFFIX), err)
         self.checkpoint_path = options.checkpoint or own_file(options, CHECKPOINT_SUFFIX)
         self.sent: Counter = Counter()
+        #: What earlier runs recorded as sent, for the checkpoint's running total.
+        self.earlier: Counter = Counter()
         self.resumed = 0
         self.error: Optional[Exception] = None
 
@@ -48,16 +50,17 @@ class Replay:
         try:
             listed = list_input(self.options)
             keep = not self.options.dry_run and STDIN not in self.options.paths
-            state = self._state(fingerprint(listed, self.options)) if keep else None
+            inputs = fingerprint(listed, self.options)
+            state = self._state(inputs) if keep else None
         except (UsageError, CheckpointError) as error:
             self.err.write("replay: %s\n" % error)
             return EXIT_USAGE
         if state is not None and state.complete:
             return self._already_done(state)
-        self.earlier: Counter = Counter(state.sent if state else {})
+        self.earlier = Counter(state.sent if state else {})
         now = datetime.fromisoformat(state.cutoff) + HISTORICAL_AFTER if state else datetime.now(timezone.utc)
         if state is None and keep:
-            state = State(fingerprint(listed, self.options), (now - HISTORICAL_AFTER).isoformat())
+            state = State(inputs, (now - HISTORICAL_AFTER).isoformat())
         interrupted = False
         stats = ScanStats()
         complete = False

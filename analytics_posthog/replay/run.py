@@ -9,7 +9,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import List, Optional, Sequence, TextIO
+from typing import List, Optional, Sequence
 
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.replay import remote
