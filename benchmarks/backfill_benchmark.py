@@ -16,12 +16,14 @@ import argparse
 import gzip
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
+from typing import Tuple
 
 TYPES = ("track", "track", "track", "page", "identify", "screen", "group", "alias", "track", "page")
 LINES_PER_FILE = 20000
@@ -95,13 +97,22 @@ def generate(root: str, lines: int, days: int) -> int:
     return size
 
 
-def timed(args: list, env: dict) -> float:
+def timed(args: list, env: dict) -> Tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and its workers): on a busy
+    machine CPU time gives the one-core figure that wall time hides."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     code = subprocess.call([sys.executable, "-m", "analytics_posthog", *args], stdout=subprocess.DEVNULL, env=env)
     elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
         raise SystemExit("%s exited %d" % (" ".join(args[:1]), code))
-    return elapsed
+    return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def report(label: str, lines: int, wall: float, cpu: float) -> str:
+    return "%s: %.1fs, %.0f lines/s wall; %.1f CPU s, %.0f lines per CPU second; load average %.1f" % (
+        label, wall, lines / wall, cpu, lines / cpu, os.getloadavg()[0])
 
 
 def send(archive: str, env: dict, count: int) -> str:
@@ -109,8 +120,8 @@ def send(archive: str, env: dict, count: int) -> str:
                               stdout=subprocess.PIPE, text=True)
     try:
         url = server.stdout.readline().split()[-1]  # type: ignore[union-attr]
-        elapsed = timed(["replay", archive, "--rate", "1000000", "--posthog-api-key", "phc_bench",
-                         "--posthog-host", url, "--checkpoint", os.path.join(os.path.dirname(archive), "cp.json")], env)
+        elapsed, _ = timed(["replay", archive, "--rate", "1000000", "--posthog-api-key", "phc_bench",
+                            "--posthog-host", url, "--checkpoint", os.path.join(os.path.dirname(archive), "cp.json")], env)
         with urllib.request.urlopen(url + "/_stats") as response:
             events = json.load(response)["events"]
     finally:
@@ -133,13 +144,12 @@ def main() -> int:
         started = time.monotonic()
         size = generate(tmp, args.lines, args.days)
         print("archive: %d lines, %d gzip files, %.1f MB, %d days (generated in %.0fs)" % (
-            args.lines, sum(len(f) for _, _, f in os.walk(archive)), size / 1e6, args.days, time.monotonic() - started))
+            args.lines, sum(len(f) for _, _, f in os.walk(archive)), size / 1e6, args.days, time.monotonic() - started), flush=True)
         for jobs in args.jobs:
             out = os.path.join(tmp, "out-%d" % jobs)
-            elapsed = timed(["export", archive, "--out", out, "--jobs", str(jobs)], env)
-            print("export --jobs %d: %.1fs, %.0f lines/s" % (jobs, elapsed, args.lines / elapsed))
-            elapsed = timed(["replay", archive, "--dry-run", "--jobs", str(jobs)], env)
-            print("replay --dry-run --jobs %d: %.1fs, %.0f lines/s" % (jobs, elapsed, args.lines / elapsed))
+            print(report("export --jobs %d" % jobs, args.lines, *timed(["export", archive, "--out", out, "--jobs", str(jobs)], env)))
+            print(report("replay --dry-run --jobs %d" % jobs, args.lines,
+                         *timed(["replay", archive, "--dry-run", "--jobs", str(jobs)], env)), flush=True)
         if args.send:
             small = os.path.join(tmp, "small")
             generate(small, args.send, 10)

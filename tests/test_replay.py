@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_posthog import replay
+from analytics_posthog import mapping, replay
 from analytics_posthog.mapping import event_uuid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,6 +169,11 @@ def test_rate_limit_is_obeyed(capture_server, tmp_path):
 
 
 def test_timestamps_in_segment_forms_parse_on_python_310():
+    assert replay.parse_timestamp is mapping.parse_timestamp  # one parser, shared with the live mapping
     assert replay.parse_timestamp("2024-05-17T09:30:15.1Z").isoformat() == "2024-05-17T09:30:15.100000+00:00"
     assert replay.parse_timestamp("2024-05-17T11:30:15+02:00").isoformat() == "2024-05-17T09:30:15+00:00"
     assert replay.parse_timestamp("2024-05-17T09:30:15").isoformat() == "2024-05-17T09:30:15+00:00"
+    assert replay.parse_timestamp("2024-05-17T09:30:15.123456789Z").isoformat() == "2024-05-17T09:30:15.123456+00:00"
+    for bad in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "yesterday", 1715938215):
+        with pytest.raises(ValueError):
+            replay.parse_timestamp(bad)

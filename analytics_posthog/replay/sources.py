@@ -76,7 +76,13 @@ def listing(paths: Sequence[str]) -> Iterator[Listed]:
         if path == STDIN:
             yield Source(STDIN, None)
         elif remote.is_url(path):
-            for url, size in remote.list_files(path):
+            try:
+                found = list(remote.list_files(path))
+            except UsageError:
+                raise
+            except Exception as error:  # OSError, or the store's own (botocore's, google's) errors
+                raise UsageError("%s: cannot list (%s: %s)" % (path, type(error).__name__, error)) from None
+            for url, size in found:
                 yield Source(url, size)
         elif os.path.isdir(path):
             yield from _walk(path)
@@ -133,7 +139,10 @@ def read_lines(source: Source) -> Iterator[Tuple[int, bytes, int]]:
     if source.path == STDIN:
         raw: IO[bytes] = sys.stdin.buffer
     elif remote.is_url(source.path):
-        raw = remote.open_binary(source.path)
+        try:
+            raw = remote.open_binary(source.path)
+        except Exception as error:  # the store's own errors, as the OSError local files raise
+            raise OSError("%s: %s" % (type(error).__name__, error)) from None
     else:
         raw = open(source.path, "rb")
     number = 0
@@ -150,8 +159,10 @@ def read_lines(source: Source) -> Iterator[Tuple[int, bytes, int]]:
                 "damaged gzip after line %d (%s): the lines before were read, the rest of the file is skipped"
                 % (number, str(error) or type(error).__name__)
             ) from None
-        except OSError as error:
-            raise Damaged("read error after line %d (%s): the rest of the file is skipped" % (number, error)) from None
+        except Exception as error:  # OSError, or a remote store's own errors mid-file
+            raise Damaged(
+                "read error after line %d (%s: %s): the rest of the file is skipped" % (number, type(error).__name__, error)
+            ) from None
     finally:
         if source.path != STDIN:
             raw.close()
