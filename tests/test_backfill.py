@@ -178,7 +178,8 @@ def test_progress_is_redrawn_on_a_terminal_and_a_summary_ends_the_run(tmp_path):
     err = Terminal()
     assert replay.export(replay.Options(paths=[path], out=str(tmp_path / "out")), err) == 0
     text = err.getvalue()
-    assert "\r\x1b[Kexport: read 3000 lines" in text and "100%, ETA 0s" in text
+    assert "\r\x1b[Kexport: read 1024 lines" in text and "\r\x1b[Kexport: read 3000 lines" in text
+    assert "lines/s, 100%, ETA 0s\n" in text
     assert text.rstrip().splitlines()[-3].startswith("export done: 3000 lines read, wrote 3000 events (track 3000)")
 
 

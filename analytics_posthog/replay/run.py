@@ -97,7 +97,7 @@ def read_input(
     else:
         scan(listed, Converter(options.filters, now), DayWriter(directory, level), rejects, stats, tick)
     if progress.tty:
-        progress.show("read", stats.lines, "lines", started, None, force=True)
+        progress.show("read", stats.lines, "lines", started, 1.0 if total else None, force=True)
         progress.end()
     return stats
 
