@@ -54,8 +54,8 @@ def s3():
         server.wait(10)
 
 
-def cli(*args):
-    env = {**ENV, **CREDENTIALS, "POSTHOG_API_KEY": "phc_s3"}
+def cli(*args, **env_extra):
+    env = {**ENV, **CREDENTIALS, "POSTHOG_API_KEY": "phc_s3", **env_extra}
     return subprocess.run([sys.executable, "-m", "analytics_posthog", *args], capture_output=True, text=True,
                           timeout=60, cwd=ROOT, env=env)
 
@@ -75,8 +75,9 @@ def test_replay_and_export_read_s3_and_export_writes_s3(s3, capture_server, tmp_
     rejects = [json.loads(line) for line in open(tmp_path / "rejects.jsonl")]
     assert [(r["file"], r["line"]) for r in rejects] == [("s3://archive/segment-logs/src/1715990400000/b.gz", 2)]
 
-    result = cli("export", "s3://archive/segment-logs", "--out", "s3://archive/posthog", "--endpoint-url", endpoint,
-                 "--rejects", str(tmp_path / "rejects2.jsonl"))
+    # the endpoint from the environment this time, read by two worker processes
+    result = cli("export", "s3://archive/segment-logs", "--out", "s3://archive/posthog", "--jobs", "2",
+                 "--rejects", str(tmp_path / "rejects2.jsonl"), AWS_ENDPOINT_URL=endpoint)
     assert result.returncode == 1, result.stderr
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="archive", Prefix="posthog/")["Contents"]]
     assert keys == ["posthog/2024-05-03.jsonl.gz", "posthog/2024-05-17.jsonl.gz", "posthog/2024-05-18.jsonl.gz"]

@@ -5,6 +5,7 @@ traceback whatever happens."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from datetime import date, datetime, timezone
@@ -82,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from analytics_posthog import replay as package
     from analytics_posthog.config import resolve_keys
     from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
-    from analytics_posthog.replay import remote
     from analytics_posthog.replay.sending import DEFAULT_RATE
 
-    remote.set_endpoint(args.endpoint_url)
+    if args.endpoint_url:
+        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     common = dict(
         paths=args.paths,
         group_type=args.group_type or DEFAULT_GROUP_TYPE,

@@ -3,25 +3,20 @@
 Credentials come from where each store's own tools look (``AWS_*`` variables,
 ``~/.aws``, instance roles; ``GOOGLE_APPLICATION_CREDENTIALS``); an
 S3-compatible store (MinIO, R2, a test server) is reached with
-``AWS_ENDPOINT_URL`` or ``--endpoint-url``.
+``AWS_ENDPOINT_URL`` (which ``--endpoint-url`` sets, so ``--jobs`` workers
+see it too).
 """
 
 from __future__ import annotations
 
 import os
-from typing import IO, Any, Iterator, List, Optional, Tuple
+from typing import IO, Any, Iterator, Tuple
 
 SCHEMES = {"s3": "s3", "gs": "gs"}
-#: Set once per run by the command line (``--endpoint-url``).
-_endpoint_url: List[Optional[str]] = [None]
 
 
 def is_url(path: str) -> bool:
     return path.split("://", 1)[0] in SCHEMES and "://" in path
-
-
-def set_endpoint(url: Optional[str]) -> None:
-    _endpoint_url[0] = url
 
 
 def filesystem(url: str) -> Tuple[Any, str]:
@@ -35,7 +30,8 @@ def filesystem(url: str) -> Tuple[Any, str]:
     except ImportError:
         raise UsageError("%s needs fsspec: pip install 'analytics-posthog[%s]'" % (url, SCHEMES[scheme])) from None
     options = {}
-    endpoint = _endpoint_url[0] or (os.environ.get("AWS_ENDPOINT_URL") if scheme == "s3" else None)
+    # Passed explicitly as well: botocore releases before 1.31 ignore the variable.
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") if scheme == "s3" else None
     if endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}
     try:
