@@ -201,7 +201,7 @@ class Replay:
         if self.resumed:
             lines.append("  resumed: %d events already sent by an earlier run were skipped (checkpoint %s)"
                          % (self.resumed, self.checkpoint_path))
-        elif state is not None and not state.complete and self.error is None and not interrupted:
+        if state is not None and not state.complete and self.error is None and not interrupted:
             lines.append("  stopped at --limit: the same command without --limit goes on from checkpoint %s"
                          % self.checkpoint_path)
         if self.error is not None:
