@@ -9,6 +9,7 @@ richer context mapping other CDPs' PostHog destinations do. The contract is
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,6 +17,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 DEFAULT_GROUP_TYPE = "segment_group"
+
+#: A fraction of a second, padded or cut to the 6 digits ``fromisoformat`` reads.
+_FRACTION = re.compile(r"(\.\d+)")
 
 #: Segment's PostHog destination derives event uuids in this namespace, so a
 #: copy sent directly and one relayed by Segment deduplicate in PostHog.
@@ -232,6 +236,29 @@ def url_host(url: Any) -> Optional[str]:
     return netloc.rpartition("@")[2] or None
 
 
-def parse_timestamp(value: str) -> datetime:
-    """A Segment ISO timestamp as an aware UTC datetime (the same instant)."""
-    return datetime.fromisoformat(value).astimezone(timezone.utc)
+def parse_timestamp(value: Any) -> datetime:
+    """A Segment ISO timestamp as an aware UTC datetime (the same instant).
+
+    Live messages carry Python's own ISO form, which the first attempt reads.
+    Archived ones also come as Segment writes them: a ``Z`` suffix and 1 to 9
+    fraction digits, which Python 3.10's ``fromisoformat`` refuses; and one
+    with no zone is UTC, as Segment stores them. A ``ValueError`` says why a
+    value is not a timestamp, including instants a datetime cannot hold
+    (``0001-01-01T00:00:00+01:00`` is before year 1 in UTC).
+    """
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        text = value.strip()
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
+        text = _FRACTION.sub(lambda m: (m.group(1) + "000000")[:7], text, count=1)
+        moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("out of range once in UTC") from None

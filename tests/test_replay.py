@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_posthog import replay
+from analytics_posthog import mapping, replay
 from analytics_posthog.mapping import event_uuid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,12 +114,13 @@ def test_interrupted_replay_resumes_from_the_checkpoint(capture_server, tmp_path
     assert code == 0
     assert [e["event"] for e in capture_server.wait_for_events(3)] == ["E0", "E1", "E2"]
     checkpoint = json.loads(open(path + ".replay-checkpoint.json").read())
-    assert checkpoint["files"][os.path.abspath(path)] == {"line": 3, "complete": False}
+    assert (checkpoint["day"], checkpoint["done"], checkpoint["complete"]) == ("2024-05-17", 3, False)
     code, _, err = run(capture_server, [path])
     assert code == 0
     assert [e["event"] for e in capture_server.events] == ["E0", "E1", "E2", "E3", "E4"]
-    assert "3 lines already sent" in err
-    assert json.loads(open(path + ".replay-checkpoint.json").read())["files"][os.path.abspath(path)]["complete"] is True
+    assert "3 events already sent" in err
+    checkpoint = json.loads(open(path + ".replay-checkpoint.json").read())
+    assert (checkpoint["complete"], checkpoint["sent"]) == (True, {"track": 5})
 
 
 def test_a_rerun_sends_the_same_uuids(capture_server, tmp_path):
@@ -168,6 +169,11 @@ def test_rate_limit_is_obeyed(capture_server, tmp_path):
 
 
 def test_timestamps_in_segment_forms_parse_on_python_310():
+    assert replay.parse_timestamp is mapping.parse_timestamp  # one parser, shared with the live mapping
     assert replay.parse_timestamp("2024-05-17T09:30:15.1Z").isoformat() == "2024-05-17T09:30:15.100000+00:00"
     assert replay.parse_timestamp("2024-05-17T11:30:15+02:00").isoformat() == "2024-05-17T09:30:15+00:00"
     assert replay.parse_timestamp("2024-05-17T09:30:15").isoformat() == "2024-05-17T09:30:15+00:00"
+    assert replay.parse_timestamp("2024-05-17T09:30:15.123456789Z").isoformat() == "2024-05-17T09:30:15.123456+00:00"
+    for bad in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "yesterday", 1715938215):
+        with pytest.raises(ValueError):
+            replay.parse_timestamp(bad)

@@ -1,0 +1,144 @@
+"""The first pass of both commands: read every source, convert each line,
+put the events in day files and the rest in the rejects file.
+
+With ``jobs`` > 1 the sources are cut into runs of consecutive files, each
+scanned by a worker process into its own day files and rejects file; joining
+them in order gives exactly what one process would have written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, List, Sequence, Tuple
+
+from analytics_posthog.replay.days import DayWriter, merge
+from analytics_posthog.replay.lines import EVENT, FILTERED, Converter, Filters, Rejected
+from analytics_posthog.replay.rejects import Rejects
+from analytics_posthog.replay.sources import Damaged, Listed, Source, Unreadable, read_lines
+
+#: Parts per worker: smaller parts balance uneven files and show progress sooner.
+PARTS_PER_JOB = 4
+
+
+@dataclass
+class ScanStats:
+    lines: int = 0
+    events: Counter = field(default_factory=Counter)
+    filtered: int = 0
+    excluded: int = 0
+    bytes_done: int = 0
+
+    def add(self, other: "ScanStats") -> None:
+        self.lines += other.lines
+        self.events.update(other.events)
+        self.filtered += other.filtered
+        self.excluded += other.excluded
+        self.bytes_done += other.bytes_done
+
+
+def scan(
+    listed: Sequence[Listed],
+    converter: Converter,
+    writer: DayWriter,
+    rejects: Rejects,
+    stats: ScanStats,
+    tick: Callable[[], None] = lambda: None,
+) -> None:
+    convert = converter.convert
+    add = writer.add
+    events = stats.events
+    for item in listed:
+        if isinstance(item, Unreadable):
+            rejects.file(item.path, item.reason)
+            continue
+        base = stats.bytes_done
+        try:
+            for number, line, position in read_lines(item):
+                if not line.strip():
+                    continue
+                stats.lines += 1
+                try:
+                    outcome, value = convert(line)
+                except Rejected as reason:
+                    rejects.line(item.name, number, line, str(reason))
+                    continue
+                if outcome is EVENT:
+                    day, type_, data = value
+                    add(day, data)
+                    events[type_] += 1
+                elif outcome is FILTERED:
+                    stats.filtered += 1
+                else:
+                    stats.excluded += 1
+                if not stats.lines & 1023:
+                    stats.bytes_done = base + position
+                    tick()
+        except Damaged as damage:
+            rejects.file(item.name, str(damage))
+        except OSError as error:
+            rejects.file(item.name, "cannot be read: %s" % (error.strerror or error))
+        stats.bytes_done = base + (item.size or 0)
+        tick()
+    writer.close()
+
+
+def scan_parallel(
+    listed: Sequence[Listed],
+    filters: Filters,
+    now: datetime,
+    jobs: int,
+    directory: str,
+    level: int,
+    rejects: Rejects,
+    stats: ScanStats,
+    tick: Callable[[], None],
+) -> None:
+    parts = _cut(listed, jobs * PARTS_PER_JOB)
+    dirs: List[str] = []
+    with ProcessPoolExecutor(jobs) as pool:
+        futures = []
+        for index, part in enumerate(parts):
+            part_dir = os.path.join(directory, ".part-%04d" % index)
+            os.mkdir(part_dir)
+            dirs.append(part_dir)
+            futures.append(pool.submit(_scan_part, part, filters, now, part_dir, level))
+        for future in futures:
+            part_stats, lines, files = future.result()
+            stats.add(part_stats)
+            rejects.lines += lines
+            rejects.files += files
+            tick()
+    merge(dirs, directory)
+    rejects.append_parts([os.path.join(d, "rejects.jsonl") for d in dirs])
+
+
+def _scan_part(
+    listed: Sequence[Listed], filters: Filters, now: datetime, directory: str, level: int
+) -> Tuple[ScanStats, int, int]:
+    stats = ScanStats()
+    rejects = Rejects(os.path.join(directory, "rejects.jsonl"), sys.stderr)
+    try:
+        scan(listed, Converter(filters, now), DayWriter(directory, level), rejects, stats)
+    finally:
+        rejects.close(complete=False)
+    return stats, rejects.lines, rejects.files
+
+
+def _cut(listed: Sequence[Listed], count: int) -> List[List[Listed]]:
+    """Consecutive runs of about equal bytes."""
+    sizes = [item.size or 0 if isinstance(item, Source) else 0 for item in listed]
+    target = max(sum(sizes) / max(count, 1), 1)
+    parts: List[List[Listed]] = [[]]
+    filled = 0.0
+    for item, size in zip(listed, sizes):
+        if filled >= target and parts[-1]:
+            parts.append([])
+            filled = 0.0
+        parts[-1].append(item)
+        filled += size
+    return parts
