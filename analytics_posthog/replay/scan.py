@@ -3,11 +3,14 @@ put the events in day files and the rest in the rejects file.
 
 With ``jobs`` > 1 the sources are cut into runs of consecutive files, each
 scanned by a worker process into its own day files and rejects file; joining
-them in order gives exactly what one process would have written.
+them in order gives exactly what one process would have written. Workers are
+spawned, not forked: by then fsspec's I/O thread (listing ``s3://``) may hold
+locks that a forked child would inherit held.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from collections import Counter
@@ -100,7 +103,7 @@ def scan_parallel(
 ) -> None:
     parts = _cut(listed, jobs * PARTS_PER_JOB)
     dirs: List[str] = []
-    with ProcessPoolExecutor(jobs) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = []
         for index, part in enumerate(parts):
             part_dir = os.path.join(directory, ".part-%04d" % index)
