@@ -3,8 +3,9 @@
 It follows Segment's own PostHog destination, so events that reach PostHog
 directly look like the ones teams already collected through Segment (same
 uuid, same event names, same person and group properties), and adds the
-richer context mapping other CDPs' PostHog destinations do. The contract is
-``shared/spec/segment-to-posthog.md``; each table below is one of its tables.
+richer context mapping other CDPs' PostHog destinations do. The contract, and
+how tests hold it to the destination, is ``docs/mapping.md``; each table below
+is one of its rules.
 """
 
 from __future__ import annotations

@@ -82,16 +82,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
         config.hook.pytest_deselected(items=dropped)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Any:
-    slow = item.nodeid.endswith(SLOW_SERVER_TESTS)
-    if slow:
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.nodeid.endswith(SLOW_SERVER_TESTS):
         _server["capture"].hang(0.05, leg="segment", times=1)
-    try:
-        return (yield)
-    finally:
-        if slow:
-            _server["capture"].restore()
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if item.nodeid.endswith(SLOW_SERVER_TESTS):
+        _server["capture"].restore()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
