@@ -12,10 +12,14 @@ from typing import Any, Optional
 
 from analytics_posthog.client import Client
 from analytics_posthog.forks import fork_safe_lock
+from analytics_posthog.takeover import SEGMENT_SUBMODULES
 from analytics_posthog.takeover import install_as_segment as install_as_segment
 from analytics_posthog.version import VERSION
 
 __version__ = VERSION
+# ``version`` names Segment's submodule here, as in ``segment.analytics``
+# (see ``__getattr__``); ours stays importable as ``analytics_posthog.version``.
+globals().pop("version", None)
 
 """Settings."""
 write_key = Client.DefaultConfig.write_key
@@ -97,6 +101,15 @@ def shutdown() -> None:
 def get_posthog_client() -> Any:
     """The default client's ``posthog.Client`` (see ``Client.get_posthog_client``)."""
     return _proxy("get_posthog_client")
+
+
+def __getattr__(name: str) -> Any:
+    """Segment's own submodules (``request``, ``utils``, ``consumer``...), where
+    code written for ``segment.analytics`` looks for them."""
+    try:
+        return SEGMENT_SUBMODULES[name]
+    except KeyError:
+        raise AttributeError("module %r has no attribute %r" % (__name__, name)) from None
 
 
 def _proxy(method: str, *args: Any, **kwargs: Any) -> Any:

@@ -91,6 +91,10 @@ class Client(object):
         self.sync_mode = sync_mode
         self.debug = debug
         self.on_error = on_error
+        self.host = host
+        self.gzip = gzip
+        self.timeout = timeout
+        self.proxies = proxies
         self.group_type = group_type
         self.write_key = keys.segment_write_key
         self.posthog_api_key = keys.posthog_api_key

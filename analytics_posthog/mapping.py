@@ -3,8 +3,9 @@
 It follows Segment's own PostHog destination, so events that reach PostHog
 directly look like the ones teams already collected through Segment (same
 uuid, same event names, same person and group properties), and adds the
-richer context mapping other CDPs' PostHog destinations do. The contract is
-``shared/spec/segment-to-posthog.md``; each table below is one of its tables.
+richer context mapping other CDPs' PostHog destinations do. The contract, and
+how tests hold it to the destination, is ``docs/mapping.md``; each table below
+is one of its rules.
 """
 
 from __future__ import annotations
@@ -60,14 +61,30 @@ CONTEXT_PROPERTIES: Tuple[Tuple[Tuple[str, ...], str], ...] = (
     (("locale",), "$locale"),
     (("timezone",), "$timezone"),
     (("network", "carrier"), "$network_carrier"),
-    (("campaign", "source"), "utm_source"),
-    (("campaign", "medium"), "utm_medium"),
-    (("campaign", "name"), "utm_campaign"),
-    (("campaign", "term"), "utm_term"),
-    (("campaign", "content"), "utm_content"),
     (("sessionId",), "$session_id"),
     (("session_id",), "$session_id"),
 )
+
+#: ``context.campaign.<key>`` -> ``utm_<key>``, for every key the campaign
+#: holds (as Segment's destination maps it), with these keys renamed: Segment
+#: calls the campaign ``name``, UTM calls it ``utm_campaign``.
+CAMPAIGN_PREFIX = "utm_"
+CAMPAIGN_RENAMES = {"name": "campaign"}
+
+#: The call's own property -> the PostHog property it also becomes, as
+#: Segment's destination maps them (the original is kept as well). When the
+#: call names the PostHog property itself, its own value wins.
+PROPERTY_ALIASES: Tuple[Tuple[str, str], ...] = (
+    ("url", "$current_url"),
+    ("utm_name", "utm_campaign"),
+    ("browser", "$browser"),
+)
+
+#: Properties a call type always carries: a group has no location, so GeoIP
+#: must not give it the location of whichever request updated it.
+FIXED_PROPERTIES: Dict[str, Dict[str, Any]] = {
+    "group": {"$geoip_disable": True},
+}
 
 #: CONTEXT_PROPERTIES by top-level context key, so mapping a context costs
 #: what the context holds rather than the length of the table.
@@ -129,6 +146,7 @@ def to_posthog(msg: Mapping[str, Any], group_type: str = DEFAULT_GROUP_TYPE) -> 
     properties = context_properties(context, type_, group_type)
     own = msg.get("properties") or {}
     _merge_call_properties(properties, own)
+    properties.update(FIXED_PROPERTIES.get(type_, ()))
 
     distinct_id = msg.get("userId") or msg.get("anonymousId")
     if type_ == "track":
@@ -172,7 +190,7 @@ def to_posthog(msg: Mapping[str, Any], group_type: str = DEFAULT_GROUP_TYPE) -> 
         properties=properties,
         timestamp=parse_timestamp(msg["timestamp"]),
         uuid=event_uuid(msg["messageId"]),
-        disable_geoip=not context.get("ip"),
+        disable_geoip=bool(properties.get("$geoip_disable")) or not context.get("ip"),
     )
 
 
@@ -184,6 +202,10 @@ def context_properties(context: Mapping[str, Any], type_: str, group_type: str) 
             found = _lookup(value, rest)
             if found is not None:
                 properties[name] = found
+    campaign = context.get("campaign")
+    if type(campaign) is dict:
+        for key, value in campaign.items():
+            properties[CAMPAIGN_PREFIX + CAMPAIGN_RENAMES.get(key, key)] = value
     group_id = context.get("groupId")
     if group_id is not None:
         properties["$groups"] = {group_type: group_id}
@@ -205,9 +227,10 @@ def _merge_call_properties(properties: Dict[str, Any], own: Mapping[str, Any]) -
             properties[key] = {**derived, **explicit}
             own = {k: v for k, v in own.items() if k != key}
     properties.update(own)
-    url = own.get("url")
-    if url is not None and "$current_url" not in own:
-        properties["$current_url"] = url
+    for name, posthog_name in PROPERTY_ALIASES:
+        value = own.get(name)
+        if value and posthog_name not in own:
+            properties[posthog_name] = value
 
 
 def _put_given(properties: Dict[str, Any], name: str, value: Any) -> None:

@@ -20,11 +20,13 @@ from analytics_posthog.mapping import to_posthog
 from analytics_posthog.message import Message
 from analytics_posthog.queues import take_back
 
-_OS_PROPERTIES = ("$os", "$os_version")
-#: The end user's OS (``context.os``) for the event being captured. posthog's
-#: ``capture()`` adds the server's own ``$os``/``$os_version`` from
-#: ``system_context()`` over the event's properties; ``install_context_os``
-#: makes that function answer with this instead while we capture.
+#: posthog's ``capture()`` adds the server's OS (``system_context()``) over
+#: every event's properties. On our events these describe the end user's
+#: device, so the server's must never appear: only ``context.os`` may set them.
+SERVER_OS_PROPERTIES = ("$os", "$os_version", "$os_distro")
+#: The end user's OS properties for the event we are capturing (empty when
+#: its context has none); ``None`` outside our captures, where
+#: ``system_context()`` answers as posthog's own.
 _context_os: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar(
     "analytics_posthog_context_os", default=None
 )
@@ -74,8 +76,7 @@ class PostHogLeg:
         if event is None:
             return True
         properties = event.properties
-        context_os = {name: properties[name] for name in _OS_PROPERTIES if name in properties}
-        token = _context_os.set(context_os or None)
+        token = _context_os.set({name: properties[name] for name in SERVER_OS_PROPERTIES if name in properties})
         try:
             return (
                 self.client.capture(
@@ -157,22 +158,27 @@ def build_client(
 
 
 def install_context_os() -> None:
-    """Wrap posthog's ``system_context()`` (once per process) so the end user's
-    OS wins over the server's in the events we capture.
+    """Wrap posthog's ``system_context()`` (once per process) so that, while
+    we capture, it names no server OS and the end user's OS (if the context
+    gave one) takes its place. Every other caller (an app's own use of its
+    posthog client) still gets the server's OS.
 
-    This replaced a ``before_send`` hook, after which posthog cleans the whole
-    event a second time; every other caller (an app's own use of its posthog
-    client) still gets the server's OS.
+    A ``before_send`` hook could strip the OS too, but posthog cleans the whole
+    event again after it. If a posthog release no longer has
+    ``posthog.client.system_context``, nothing is wrapped and posthog's own
+    behaviour stands.
     """
     with _install_lock:
-        current = posthog_client.system_context
-        if getattr(current, "answers_context_os", False):
+        current = getattr(posthog_client, "system_context", None)
+        if not callable(current) or getattr(current, "answers_context_os", False):
             return
 
         def system_context() -> Dict[str, Any]:
             own = current()
             context_os = _context_os.get()
-            return {**own, **context_os} if context_os else own
+            if context_os is None:
+                return own
+            return {**{k: v for k, v in own.items() if k not in SERVER_OS_PROPERTIES}, **context_os}
 
         system_context.answers_context_os = True  # type: ignore[attr-defined]
         system_context.__wrapped__ = current  # type: ignore[attr-defined]

@@ -74,12 +74,43 @@ def test_six_calls_reach_posthog_mapped(capture_server, sync_mode):
     assert all(r.key == "phc_test" for r in capture_server.requests)
 
 
-def test_server_os_is_kept_when_context_has_none(capture_server):
-    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, sync_mode=True)
+SERVER_OS = ("$os", "$os_version", "$os_distro")
+
+
+def test_the_servers_os_never_poses_as_the_users(capture_server):
+    """posthog stamps the server's OS on every event: on ours only ``context.os``
+    may say what OS the user has; the app's own events through the same posthog
+    client keep the server's."""
+    import posthog.utils
+
+    server_os = {name: value for name, value in posthog.utils.system_context().items() if name in SERVER_OS}
+    assert server_os  # what posthog would stamp, so the absences below can fail
+    shared = posthog.Client("phc_test", host=capture_server.url, sync_mode=True)
+    client = Client(posthog_client=shared)
     client.track("u1", "No OS")
-    props = capture_server.wait_for_events(1)[0]["properties"]
-    assert props["$os"] == "Linux"
-    assert "$analytics_posthog_context_os" not in props
+    client.group("u1", "acme")
+    client.track("u1", "With OS", context={"os": {"name": "iOS", "version": "17.4"}})
+    client.track("u1", "Name only", context={"os": {"name": "Android"}})
+    shared.capture("App's own", distinct_id="u1")
+    events = {e["event"]: e["properties"] for e in capture_server.wait_for_events(5)}
+    assert [name for name in SERVER_OS if name in events["No OS"]] == []
+    assert [name for name in SERVER_OS if name in events["$groupidentify"]] == []
+    assert {name: events["With OS"].get(name) for name in SERVER_OS} == {"$os": "iOS", "$os_version": "17.4", "$os_distro": None}
+    assert {name: events["Name only"].get(name) for name in SERVER_OS} == {"$os": "Android", "$os_version": None, "$os_distro": None}
+    assert {name: events["App's own"].get(name) for name in server_os} == server_os
+    assert events["No OS"]["$python_version"] == events["App's own"]["$python_version"]
+
+
+def test_without_posthogs_system_context_nothing_is_wrapped(monkeypatch):
+    """The reach into posthog is checked: a release without
+    ``posthog.client.system_context`` keeps posthog's behaviour, no error."""
+    import posthog.client
+
+    from analytics_posthog.posthog_leg import install_context_os
+
+    monkeypatch.delattr(posthog.client, "system_context")
+    install_context_os()
+    assert not hasattr(posthog.client, "system_context")
 
 
 def test_group_type_setting_reaches_wire(capture_server):

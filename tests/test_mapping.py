@@ -264,3 +264,18 @@ def test_segment_leg_integrations():
     assert segment_integrations({"All": False, "Mixpanel": True}) == {"All": False, "Mixpanel": True, "PostHog": False}
     assert segment_integrations({"posthog": True}) == {"posthog": True}
     assert segment_integrations({"PostHog": False}) == {"PostHog": False}
+
+
+@pytest.mark.parametrize("name,posthog_name", [("url", "$current_url"), ("utm_name", "utm_campaign"), ("browser", "$browser")])
+def test_property_aliases_yield_to_the_posthog_name_given_in_the_call(name, posthog_name):
+    copied = to_posthog(message.track("u1", "e", {name: "https://a.example/"}, context={"campaign": {"name": "c"}}))
+    assert copied.properties[posthog_name] == copied.properties[name] == "https://a.example/"
+    explicit = to_posthog(message.track("u1", "e", {name: "https://a.example/", posthog_name: "https://b.example/"}))
+    assert explicit.properties[posthog_name] == "https://b.example/"
+    assert to_posthog(message.track("u1", "e", {name: ""})).properties.get(posthog_name) is None
+
+
+def test_group_never_geolocated_even_with_an_ip():
+    event = to_posthog(message.group("u1", "acme", context={"ip": "203.0.113.9"}))
+    assert (event.properties["$geoip_disable"], event.disable_geoip) == (True, True)
+    assert "$geoip_disable" not in to_posthog(message.track("u1", "e", context={"ip": "203.0.113.9"})).properties

@@ -105,3 +105,45 @@ def test_dual_write_after_takeover_still_uses_segments_real_client():
     assert {"batch", "sentAt"} <= set(checks["body_keys"])
     assert checks["key"] == "seg-wk"
     assert checks["posthog_event"] == "Order Completed"
+
+
+def test_segments_submodules_and_patch_targets_stay_segments_own():
+    checks = run(
+        """
+        import json
+        from unittest import mock
+        import analytics_posthog
+        analytics_posthog.install_as_segment()
+
+        import segment.analytics.request as r
+        from segment.analytics import request, utils
+        import segment.analytics
+        import segment.analytics.oauth_manager
+        from segment.analytics.version import VERSION
+
+        names = ("request", "utils", "consumer", "version", "oauth_manager")
+        served = {n: getattr(segment.analytics, n).__name__ for n in names}
+        with mock.patch("segment.analytics.request.post") as post:
+            patched = r.post is post and request.post is post
+        with mock.patch("segment.analytics.consumer.post") as post:
+            patched_consumer = segment.analytics.consumer.post is post
+        print(json.dumps({
+            "served": served,
+            "same": r is request and utils.remove_trailing_slash("h/") == "h",
+            "patched": [patched, patched_consumer],
+            "version": [segment.analytics.version.VERSION == VERSION, analytics_posthog.__version__ != VERSION],
+        }))
+        """
+    )
+    assert checks["served"] == {n: "segment.analytics." + n for n in ("request", "utils", "consumer", "version", "oauth_manager")}
+    assert checks["same"] is True
+    assert checks["patched"] == [True, True]
+    assert checks["version"] == [True, True]
+
+
+def test_client_has_segments_attributes():
+    from analytics_posthog import Client
+
+    client = Client("wk", "https://events.example", False, 1000, False, print, True, 3, True, 4.5, {"https": "p:1"})
+    assert (client.write_key, client.host, client.debug, client.send, client.on_error) == ("wk", "https://events.example", False, False, print)
+    assert (client.gzip, client.sync_mode, client.timeout, client.proxies) == (True, True, 4.5, {"https": "p:1"})
