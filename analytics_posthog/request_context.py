@@ -166,7 +166,7 @@ def activated(body: Iterable[Any], request: RequestContext) -> Iterator[Any]:
             except StopIteration:
                 return
             finally:
-                reset(token)
+                _end_chunk(token, request)
             yield chunk
     finally:
         close = getattr(chunks, "close", None)
@@ -185,12 +185,21 @@ async def activated_async(body: AsyncIterable[Any], request: RequestContext) -> 
             except StopAsyncIteration:
                 return
             finally:
-                reset(token)
+                _end_chunk(token, request)
             yield chunk
     finally:
         close = getattr(chunks, "aclose", None)
         if close is not None:
             await close()
+
+
+def _end_chunk(token: Token, request: RequestContext) -> None:
+    """Undo the activation for one chunk, unless the request ended while the
+    chunk was made: Flask before 2.3 runs its teardown (the hook's ``reset``)
+    inside the last ``next()`` of a ``stream_with_context`` body, and undoing
+    ours after that would bring the ended request back for every later call."""
+    if _current.get() is request:
+        reset(token)
 
 
 def safely(read: Callable[[], RequestContext]) -> RequestContext:
