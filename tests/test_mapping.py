@@ -1,4 +1,4 @@
-"""Every row of shared/spec/segment-to-posthog.md, on the pure mapping."""
+"""Every row of the mapping contract (docs/mapping.md), on the pure mapping."""
 
 from __future__ import annotations
 
