@@ -22,7 +22,7 @@ from analytics_posthog.integrations.celery import Analytics
 broker = os.environ.get("CELERY_TEST_BROKER", "")
 app = Celery("celery_tasks", broker="filesystem://")
 app.conf.update(
-    broker_transport_options={"data_folder_in": broker, "data_folder_out": broker, "polling_interval": 0.05},
+    broker_transport_options={"data_folder_in": broker, "data_folder_out": broker, "control_folder": broker, "polling_interval": 0.05},
     broker_connection_retry_on_startup=True,
     task_ignore_result=True,
     worker_hijack_root_logger=False,
