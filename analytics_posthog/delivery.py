@@ -120,8 +120,8 @@ class Delivery:
                     # A full leg queue turns the message away here, once, rather
                     # than in posthog, which logs a line for each one.
                     results.append((leg, (self.sync_mode or leg.has_room) and leg.send(msg), None))
-                except Exception as error:
-                    results.append((leg, False, error))
+                except Exception as raised:
+                    results.append((leg, False, raised))
         finally:
             if gated:
                 GATE.leave()

@@ -156,3 +156,13 @@ def test_both_legs_have_every_member_of_the_leg_protocol():
         init = inspect.getsource(leg.__init__)
         missing = {m for m in members if not hasattr(leg, m) and "self.%s =" % m not in init}
         assert not missing, (leg.__name__, missing)
+
+
+def test_on_error_assigned_after_construction_hears_the_next_failure():
+    client = Client(posthog_api_key="phc_x", posthog_host="http://127.0.0.1:9", sync_mode=True, max_retries=0, timeout=1)
+    heard = []
+    client.on_error = lambda error, batch: heard.append(batch)
+    ok, msg = client.track("u1", "Refused")
+    assert ok is False and client.on_error is not None
+    assert heard and heard[0][0]["event"] == "Refused"
+    client.shutdown()
