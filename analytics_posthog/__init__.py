@@ -8,10 +8,12 @@ are Segment's, plus the PostHog ones at the end of the settings.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import logging
+from typing import Any, Dict, Optional
 
 from analytics_posthog.client import Client
 from analytics_posthog.forks import fork_safe_lock
+from analytics_posthog.settings import DEFAULTS, NAMES, Settings
 from analytics_posthog.takeover import SEGMENT_SUBMODULES
 from analytics_posthog.takeover import install_as_segment as install_as_segment
 from analytics_posthog.version import VERSION
@@ -21,35 +23,39 @@ __version__ = VERSION
 # (see ``__getattr__``); ours stays importable as ``analytics_posthog.version``.
 globals().pop("version", None)
 
-"""Settings."""
-write_key = Client.DefaultConfig.write_key
-host = Client.DefaultConfig.host
-on_error = Client.DefaultConfig.on_error
-debug = Client.DefaultConfig.debug
-log_handler = Client.DefaultConfig.log_handler
-send = Client.DefaultConfig.send
-sync_mode = Client.DefaultConfig.sync_mode
-max_queue_size = Client.DefaultConfig.max_queue_size
-gzip = Client.DefaultConfig.gzip
-timeout = Client.DefaultConfig.timeout
-max_retries = Client.DefaultConfig.max_retries
-
-"""Oauth Settings."""
-oauth_client_id = Client.DefaultConfig.oauth_client_id
-oauth_client_key = Client.DefaultConfig.oauth_client_key
-oauth_key_id = Client.DefaultConfig.oauth_key_id
-oauth_auth_server = Client.DefaultConfig.oauth_auth_server
-oauth_scope = Client.DefaultConfig.oauth_scope
-
-"""PostHog settings."""
-posthog_api_key = Client.DefaultConfig.posthog_api_key
-posthog_host = Client.DefaultConfig.posthog_host
-group_type = Client.DefaultConfig.group_type
-posthog_client = Client.DefaultConfig.posthog_client
-exit_timeout = Client.DefaultConfig.exit_timeout
+"""Settings (``settings.Settings``): Segment's, then ours. Assign them, or
+call ``configure(...)``, before the first call creates the default client."""
+write_key = DEFAULTS["write_key"]
+host = DEFAULTS["host"]
+debug = DEFAULTS["debug"]
+max_queue_size = DEFAULTS["max_queue_size"]
+send = DEFAULTS["send"]
+on_error = DEFAULTS["on_error"]
+gzip = DEFAULTS["gzip"]
+max_retries = DEFAULTS["max_retries"]
+sync_mode = DEFAULTS["sync_mode"]
+timeout = DEFAULTS["timeout"]
+proxies = DEFAULTS["proxies"]
+thread = DEFAULTS["thread"]
+upload_size = DEFAULTS["upload_size"]
+upload_interval = DEFAULTS["upload_interval"]
+log_handler = DEFAULTS["log_handler"]
+oauth_client_id = DEFAULTS["oauth_client_id"]
+oauth_client_key = DEFAULTS["oauth_client_key"]
+oauth_key_id = DEFAULTS["oauth_key_id"]
+oauth_auth_server = DEFAULTS["oauth_auth_server"]
+oauth_scope = DEFAULTS["oauth_scope"]
+max_total_backoff_duration = DEFAULTS["max_total_backoff_duration"]
+max_rate_limit_duration = DEFAULTS["max_rate_limit_duration"]
+posthog_api_key = DEFAULTS["posthog_api_key"]
+posthog_host = DEFAULTS["posthog_host"]
+group_type = DEFAULTS["group_type"]
+posthog_client = DEFAULTS["posthog_client"]
+exit_timeout = DEFAULTS["exit_timeout"]
 
 default_client: Optional[Client] = None
 _default_client_lock = fork_safe_lock()
+_log = logging.getLogger("analytics_posthog")
 
 
 def track(*args: Any, **kwargs: Any) -> Any:
@@ -112,6 +118,38 @@ def __getattr__(name: str) -> Any:
         raise AttributeError("module %r has no attribute %r" % (__name__, name)) from None
 
 
+def configure(**settings: Any) -> None:
+    """Set module settings by name, the one entry point for start-up code,
+    the Django app and the Flask extension (assigning ``analytics.<name>``
+    does the same, as in Segment).
+
+    Unknown names raise ``TypeError``, and the values are checked as
+    ``Client(...)`` checks them, so a misspelt or invalid setting fails here
+    rather than at the first call. The default client is created once, from
+    the settings as they are then: a change after that is logged and applies
+    from the next default client (after ``shutdown()`` and
+    ``analytics.default_client = None``).
+    """
+    unknown = sorted(set(settings) - set(NAMES))
+    if unknown:
+        raise TypeError("analytics_posthog.configure(): unknown setting(s) %s; known: %s" % (", ".join(unknown), ", ".join(NAMES)))
+    Settings(**{**_current_settings(), **settings})
+    module = globals()
+    client = default_client
+    for name, value in settings.items():
+        if client is not None and module[name] != value:
+            _log.warning(
+                "analytics_posthog: %s changed after the default client was created; it applies from the next default client",
+                name,
+            )
+        module[name] = value
+
+
+def _current_settings() -> Dict[str, Any]:
+    module = globals()
+    return {name: module[name] for name in NAMES}
+
+
 def _proxy(method: str, *args: Any, **kwargs: Any) -> Any:
     """Create the default client from the settings on first use (once, even
     when many threads make their first call together) and call it."""
@@ -121,27 +159,5 @@ def _proxy(method: str, *args: Any, **kwargs: Any) -> Any:
         with _default_client_lock:
             client = default_client
             if client is None:
-                client = default_client = Client(
-                    write_key,
-                    host=host,
-                    debug=debug,
-                    max_queue_size=max_queue_size,
-                    send=send,
-                    on_error=on_error,
-                    gzip=gzip,
-                    max_retries=max_retries,
-                    sync_mode=sync_mode,
-                    timeout=timeout,
-                    oauth_client_id=oauth_client_id,
-                    oauth_client_key=oauth_client_key,
-                    oauth_key_id=oauth_key_id,
-                    oauth_auth_server=oauth_auth_server,
-                    oauth_scope=oauth_scope,
-                    log_handler=log_handler,
-                    posthog_api_key=posthog_api_key,
-                    posthog_host=posthog_host,
-                    group_type=group_type,
-                    posthog_client=posthog_client,
-                    exit_timeout=exit_timeout,
-                )
+                client = default_client = Client(**_current_settings())
     return getattr(client, method)(*args, **kwargs)

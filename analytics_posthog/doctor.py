@@ -16,10 +16,12 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, List, Optional, TextIO
 from urllib.parse import urlsplit
 
-from analytics_posthog import message, posthog_leg, segment_leg
+import posthog
+
+from analytics_posthog import legs, message, posthog_leg, segment_leg
 from analytics_posthog.config import (
     DEFAULT_POSTHOG_HOST,
     POSTHOG_HOST_VARIABLE,
@@ -28,7 +30,7 @@ from analytics_posthog.config import (
     SEGMENT_KEY_VARIABLE,
     resolve_keys,
 )
-from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
+from analytics_posthog.settings import Settings
 
 SEGMENT_DEFAULT_HOST = "https://api.segment.io"
 TEST_EVENT = "analytics_posthog doctor test"
@@ -165,12 +167,14 @@ def send_test_event(leg: Leg, timeout: float) -> Optional[str]:
         errors.append(error)
 
     msg = message.track(TEST_USER, TEST_EVENT, {"source": "analytics-posthog doctor"})
-    settings: Dict[str, Any] = dict(debug=False, max_queue_size=10, send=True, gzip=False, max_retries=0, sync_mode=False, timeout=timeout, thread=1, upload_size=1, upload_interval=0.1)
-    delivery: Any
+    settings = Settings(max_queue_size=10, max_retries=0, timeout=timeout, upload_size=1, upload_interval=0.1)
+    delivery: legs.Leg
     if leg.name == "PostHog":
-        delivery = posthog_leg.PostHogLeg(posthog_leg.build_client(leg.key, leg.host, on_error=on_error, **settings), DEFAULT_GROUP_TYPE)
+        client = posthog.Client(leg.key, host=leg.host, **settings.posthog_client_arguments(on_error))
+        delivery = posthog_leg.PostHogLeg(client, settings.group_type)
     else:
-        delivery = segment_leg.SegmentLeg(lambda: segment_leg.SegmentClient(leg.key, on_error=on_error, host=leg.host, **settings))
+        arguments = {**settings.segment_client_arguments(on_error), "host": leg.host}
+        delivery = segment_leg.SegmentLeg(lambda: segment_leg.SegmentClient(leg.key, **arguments))
     delivery.send(msg)
     delivery.flush(timeout * 2)
     delivery.join()

@@ -123,40 +123,6 @@ class PostHogLeg:
         return take_back(self.client.queue, self.client.consumers or [])
 
 
-def build_client(
-    api_key: str,
-    host: str,
-    *,
-    debug: bool,
-    max_queue_size: int,
-    send: bool,
-    on_error: Callable[[Exception, Any], None],
-    gzip: bool,
-    max_retries: int,
-    sync_mode: bool,
-    timeout: float,
-    thread: int,
-    upload_size: int,
-    upload_interval: float,
-) -> posthog.Client:
-    """A posthog client with the user's delivery settings, named as Segment names them."""
-    return posthog.Client(
-        api_key,
-        host=host,
-        debug=debug,
-        max_queue_size=max_queue_size,
-        send=send,
-        on_error=on_error,
-        flush_at=upload_size,
-        flush_interval=upload_interval,
-        gzip=gzip,
-        max_retries=max_retries,
-        sync_mode=sync_mode,
-        timeout=timeout,
-        thread=thread,
-    )
-
-
 def install_context_os() -> None:
     """Wrap posthog's ``system_context()`` (once per process) so that, while
     we capture, it names no server OS and the end user's OS (if the context

@@ -44,7 +44,7 @@ def trace(server: ServerProcess, size: int, name: str, payload: str, uploads: Li
     deliveries: List[Span] = []
     contender = BY_NAME[name]
     client = contender.make(server.url)
-    dispatcher = client._dispatcher
+    dispatcher = client.delivery.dispatcher
     dispatcher._deliver = timed("a delivery", deliveries, dispatcher._deliver)
     call = contender.caller(client, payload)
     run.run_block(size, 60, call)

@@ -518,7 +518,7 @@ def header(quick: bool) -> str:
             return "?"
 
     digest = hashlib.sha256()
-    for name in ("client.py", "dispatcher.py", "posthog_leg.py", "segment_leg.py", "mapping.py", "message.py"):
+    for name in ("client.py", "delivery.py", "dispatcher.py", "posthog_leg.py", "segment_leg.py", "mapping.py", "message.py"):
         try:
             with open(os.path.join(ROOT, "analytics_posthog", name), "rb") as f:
                 digest.update(f.read())

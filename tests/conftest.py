@@ -7,9 +7,8 @@ from typing import Any, Dict, Iterator, Tuple
 import pytest
 
 import analytics_posthog
+from analytics_posthog.settings import NAMES
 from analytics_posthog.testing import CaptureServer
-
-MODULE_SETTINGS = ("posthog_api_key", "posthog_host", "write_key", "host", "group_type", "sync_mode", "exit_timeout", "on_error")
 
 
 class Legs:
@@ -48,7 +47,7 @@ def legs(capture_server: CaptureServer) -> Iterator[Legs]:
     Calls are delivered in sync mode (a queued flush waits out Segment's upload
     interval); tests about queued delivery set ``analytics_posthog.sync_mode = False``.
     """
-    saved = {name: getattr(analytics_posthog, name) for name in MODULE_SETTINGS}
+    saved = {name: getattr(analytics_posthog, name) for name in NAMES}
     analytics_posthog.default_client = None
     analytics_posthog.sync_mode = True
     with CaptureServer() as segment:

@@ -20,7 +20,7 @@ def clean_environment(monkeypatch):
 
 
 def leg_names(client):
-    return [leg.name for leg in client.legs]
+    return [leg.name for leg in client.delivery.legs]
 
 
 def test_posthog_key_from_argument_and_default_host():
@@ -92,14 +92,14 @@ def test_environment_configures_client(monkeypatch):
     monkeypatch.setenv("POSTHOG_HOST", "http://127.0.0.1:9")
     client = Client(sync_mode=True)
     assert leg_names(client) == ["posthog"]
-    assert client.legs[0].client.api_key == "phc_env"
-    assert client.legs[0].client.host == "http://127.0.0.1:9"
+    assert client.delivery.legs[0].client.api_key == "phc_env"
+    assert client.delivery.legs[0].client.host == "http://127.0.0.1:9"
 
 
 def test_both_keys_give_both_legs():
     client = Client("wk", posthog_api_key="phc_x", sync_mode=True)
     assert leg_names(client) == ["posthog", "segment"]
-    assert client.legs[1].client.write_key == "wk"
+    assert client.delivery.legs[1].client.write_key == "wk"
 
 
 def test_only_segment_warns_once(caplog):
@@ -128,7 +128,7 @@ def test_shared_posthog_client(capture_server):
 
     shared = posthog.Client("phc_shared", host=capture_server.url, sync_mode=True, before_send=app_hook)
     client = Client(posthog_client=shared)
-    assert client.legs[0].client is shared
+    assert client.delivery.legs[0].client is shared
     assert shared.before_send is app_hook
     client.track("u1", "Through shared client", context={"os": {"name": "iOS", "version": "17"}})
     shared.capture("Direct", distinct_id="u1", properties={"mine": True})

@@ -184,8 +184,8 @@ def test_dead_segment_leg_does_not_delay_posthog(capture_server, segment_server)
     started = time.monotonic()
     for i in range(20):
         client.track("u1", "e%d" % i)
-    client._dispatcher.flush()
-    client.legs[0].flush(5)
+    client.delivery.dispatcher.flush()
+    client.delivery.legs[0].flush(5)
     assert capture_server.event_count == 20
     assert time.monotonic() - started < 3
     deadline = time.monotonic() + 5
@@ -193,7 +193,7 @@ def test_dead_segment_leg_does_not_delay_posthog(capture_server, segment_server)
         time.sleep(0.05)
     assert errors, "on_error must hear about the Segment leg's failure"
     assert errors[0][1][0]["type"] == "track"
-    client.legs[1].flush(5)
+    client.delivery.legs[1].flush(5)
 
 
 def test_dead_posthog_leg_does_not_delay_segment(capture_server, segment_server):
@@ -210,7 +210,7 @@ def test_dead_posthog_leg_does_not_delay_segment(capture_server, segment_server)
     for i in range(20):
         client.track("u1", "e%d" % i)
     segment_server.wait_for_segment(20, timeout=3)
-    client.legs[0].flush(5)
+    client.delivery.legs[0].flush(5)
     assert capture_server.event_count == 0
     assert errors and errors[0][1][0]["event"] == "e0"
 

@@ -16,7 +16,6 @@ from starlette.testclient import TestClient
 
 import analytics_posthog as analytics
 from hostile import HOSTILE, HOSTILE_HEADERS, assert_hostile, hostile_calls
-from analytics_posthog.integrations import configure_module
 from analytics_posthog.integrations.asgi import AnalyticsMiddleware
 
 BROWSER = {
@@ -53,7 +52,7 @@ class HeaderAuth(AuthenticationBackend):
 
 
 def make_app(legs, **options):
-    configure_module({"posthog_api_key": "phc_test", "posthog_host": legs.posthog.url, "write_key": "seg_key", "host": legs.segment.url})
+    analytics.configure(posthog_api_key="phc_test", posthog_host=legs.posthog.url, write_key="seg_key", host=legs.segment.url)
     app = FastAPI()
     app.add_middleware(AnalyticsMiddleware, **options)
     app.add_middleware(AuthenticationMiddleware, backend=HeaderAuth())  # added last: outermost, runs first

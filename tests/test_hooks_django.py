@@ -262,3 +262,16 @@ def test_calls_in_a_streamed_body_see_the_request(legs, configured):
 
 async def _collect(chunks):
     return [chunk async for chunk in chunks]
+
+
+def test_building_the_middleware_writes_no_setting_the_app_configures_them(legs):
+    from analytics_posthog.integrations.django import AnalyticsMiddleware
+    from analytics_posthog.settings import NAMES
+
+    before = {name: getattr(analytics, name) for name in NAMES}
+    hook_settings = {**legs.settings, "API_KEY": "phc_django", "GROUP_TYPE": "company", "TRUSTED_PROXIES": 1}
+    with override_settings(ANALYTICS_POSTHOG=hook_settings):  # Django's setting_changed: the app re-applies
+        assert (analytics.posthog_api_key, analytics.group_type, analytics.host) == ("phc_django", "company", legs.segment.url)
+        analytics.configure(**before)
+        assert AnalyticsMiddleware(lambda request: None).options.trusted_proxies == 1
+        assert {name: getattr(analytics, name) for name in NAMES} == before

@@ -73,7 +73,7 @@ def test_a_shut_down_client_is_freed_with_its_posthog_client(capture_server, seg
     client.track("u1", "One job")
     client.shutdown()
     assert capture_server.event_count == 1 and segment_server.segment_count == 1
-    refs = [weakref.ref(client), weakref.ref(client.legs[0].client), weakref.ref(client.legs[1].client)]
+    refs = [weakref.ref(client), weakref.ref(client.delivery.legs[0].client), weakref.ref(client.delivery.legs[1].client)]
     del client
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]
@@ -269,17 +269,17 @@ def test_exit_timeout_error_type_is_exported():
 
 
 def test_backlog_stays_in_our_queue_while_every_leg_is_backed_up(capture_server, segment_server, monkeypatch):
-    import analytics_posthog.client
+    import analytics_posthog.delivery
 
-    monkeypatch.setattr(analytics_posthog.client, "LEG_WINDOW", 5)
+    monkeypatch.setattr(analytics_posthog.delivery, "LEG_WINDOW", 5)
     capture_server.hang(30, leg="posthog")
     segment_server.hang(30, leg="segment")
     client = dual_client(capture_server, segment_server, upload_size=5, upload_interval=0.05, max_queue_size=1000)
     for i in range(200):
         client.track("u1", "Held", {"i": i})
     time.sleep(0.5)
-    assert client._dispatcher.pending > 150, "the backlog must be held once, in our queue"
-    assert all(leg.pending <= 10 for leg in client.legs)
+    assert client.delivery.dispatcher.pending > 150, "the backlog must be held once, in our queue"
+    assert all(leg.pending <= 10 for leg in client.delivery.legs)
     capture_server.restore()
     segment_server.restore()
     client.flush()
@@ -289,9 +289,9 @@ def test_backlog_stays_in_our_queue_while_every_leg_is_backed_up(capture_server,
 
 
 def test_a_backed_up_leg_does_not_hold_back_the_other(capture_server, segment_server, monkeypatch):
-    import analytics_posthog.client
+    import analytics_posthog.delivery
 
-    monkeypatch.setattr(analytics_posthog.client, "LEG_WINDOW", 5)
+    monkeypatch.setattr(analytics_posthog.delivery, "LEG_WINDOW", 5)
     segment_server.hang(30, leg="segment")
     client = dual_client(capture_server, segment_server, upload_size=5, upload_interval=0.05)
     for i in range(200):

@@ -1,8 +1,10 @@
 """Web framework hooks, one module per framework, each imported only when used.
 
-What the three share lives here (framework-free): the hook settings, how
-they configure the module settings, and what happens when a response is done
-(the optional automatic page call and flush).
+What the three share lives here (framework-free): the hook settings, which
+of them are module settings, and what happens when a response is done (the
+optional automatic page call and flush). Reading a hook's settings changes
+nothing: the Django app and the Flask extension pass the module settings
+among them to ``analytics_posthog.configure()`` as their set-up step.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from analytics_posthog.request_context import RequestContext, Trust
 
 log = logging.getLogger("analytics_posthog")
 
-#: Setting name (Django ``ANALYTICS_POSTHOG`` key, Flask ``ANALYTICS_POSTHOG_<name>``) -> module setting.
+#: Setting name (Django ``ANALYTICS_POSTHOG`` key, Flask ``ANALYTICS_POSTHOG_<name>``) -> ``configure()`` name.
 MODULE_SETTINGS = {
     "API_KEY": "posthog_api_key",
     "HOST": "posthog_host",
@@ -93,20 +95,9 @@ KNOWN_SETTINGS = frozenset(MODULE_SETTINGS) | {"TRUSTED_PROXIES", "CAPTURE_USER_
 
 
 def module_settings(settings: Mapping[str, Any]) -> Dict[str, Any]:
-    """The module settings (``posthog_api_key``, ...) named in a hook's settings."""
+    """The module settings (``posthog_api_key``, ...) named in a hook's
+    settings, as ``analytics_posthog.configure()`` takes them."""
     return {MODULE_SETTINGS[name]: value for name, value in settings.items() if name in MODULE_SETTINGS}
-
-
-def configure_module(settings: Mapping[str, Any]) -> None:
-    """Set ``analytics_posthog``'s module settings, as app start-up code would."""
-    client = analytics_posthog.default_client
-    for name, value in settings.items():
-        if client is not None and getattr(analytics_posthog, name) != value:
-            log.warning(
-                "analytics_posthog: %s changed after the default client was created; it applies from the next default client",
-                name,
-            )
-        setattr(analytics_posthog, name, value)
 
 
 def response_done(options: HookOptions, request: RequestContext, status: int, content_type: Optional[str]) -> None:
@@ -145,7 +136,8 @@ def deliver_at_shutdown() -> None:
     handler run.
     """
     client = analytics_posthog.default_client
-    if client is None:
+    delivery = client.delivery if client is not None else None
+    if client is None or delivery is None:
         return
     flushed = threading.Event()
 
@@ -156,5 +148,5 @@ def deliver_at_shutdown() -> None:
             flushed.set()
 
     threading.Thread(target=flush_all, name="analytics_posthog-shutdown", daemon=True).start()
-    if not flushed.wait(client.exit_timeout):
-        client._at_exit()
+    if not flushed.wait(delivery.exit_timeout):
+        delivery.at_exit()

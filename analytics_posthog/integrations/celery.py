@@ -87,10 +87,11 @@ class Analytics:
     def _deliver_before_exit(self) -> None:
         """What the child queued, within the client's ``exit_timeout``; the rest is counted and reported."""
         client = self._client()
-        if client is None or not client.legs:
+        delivery = client.delivery if client is not None else None
+        if delivery is None:
             return
         try:
-            client._at_exit()
+            delivery.at_exit()
         except Exception:
             log.exception("analytics_posthog: delivery at the end of a Celery child failed")
 

@@ -25,6 +25,7 @@ from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
 
+import analytics_posthog
 from analytics_posthog import integrations, request_context
 from analytics_posthog.integrations import HookOptions
 from analytics_posthog.request_context import RequestContext
@@ -46,10 +47,11 @@ class AnalyticsPostHogConfig(AppConfig):
 
 
 def apply_settings() -> None:
-    """Set the module settings named in ``settings.ANALYTICS_POSTHOG`` (unknown names raise)."""
+    """Pass the module settings named in ``settings.ANALYTICS_POSTHOG`` to
+    ``analytics_posthog.configure()`` (unknown names raise)."""
     configured = _configured()
     HookOptions.from_settings(configured, "settings." + SETTING)
-    integrations.configure_module(integrations.module_settings(configured))
+    analytics_posthog.configure(**integrations.module_settings(configured))
 
 
 def _setting_changed(setting: str, **_: Any) -> None:

@@ -2,7 +2,8 @@
 
 Settings come from ``app.config`` keys ``ANALYTICS_POSTHOG_<NAME>`` (the
 names in ``analytics_posthog.integrations.KNOWN_SETTINGS``); ``init_app``
-is the set-up step, so it also sets the module settings (keys, hosts) named there.
+is the set-up step, so it also passes the module settings (keys, hosts) named
+there to ``analytics_posthog.configure()``.
 ``ANALYTICS_POSTHOG_CAPTURE_USER_ID`` is ``True`` for flask_login's
 ``current_user`` or a callable returning the user id (or ``None``).
 """
@@ -13,6 +14,7 @@ from typing import Any, Optional
 
 from flask import Flask, Response, current_app, g, request
 
+import analytics_posthog
 from analytics_posthog import integrations, request_context
 from analytics_posthog.integrations import HookOptions
 
@@ -28,7 +30,7 @@ class Analytics:
     def init_app(self, app: Flask) -> None:
         settings = {key[len(PREFIX) :]: value for key, value in app.config.items() if key.startswith(PREFIX)}
         app.extensions[EXTENSION] = HookOptions.from_settings(settings, "app.config " + PREFIX + "*")
-        integrations.configure_module(integrations.module_settings(settings))
+        analytics_posthog.configure(**integrations.module_settings(settings))
         app.before_request(_start)
         app.after_request(_response)
         app.teardown_request(_end)

@@ -1,0 +1,248 @@
+"""``Delivery``: the legs, the dispatcher feeding them, and the account of every message.
+
+``Client`` builds a message and hands it here; from then on this unit alone
+decides what happens to it: which legs get it, on which thread, what is
+counted (``stats()``), what is told to ``on_error`` and the log when it is
+lost, and what happens at exit. The dispatcher and the legs report back to
+this unit, never to ``Client``, so delivery can be understood and tested
+without the call API (it never imports ``client``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import time
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import posthog
+from segment.analytics import Client as SegmentClient
+
+from analytics_posthog import message, posthog_leg, segment_leg
+from analytics_posthog.config import POSTHOG_MISSING_MESSAGE, Keys
+from analytics_posthog.dispatcher import Dispatcher
+from analytics_posthog.drops import Drops
+from analytics_posthog.errors import ClientClosed, DeliveryError, ExitTimeout, QueueFull
+from analytics_posthog.forks import GATE, reset_in_child
+from analytics_posthog.legs import Leg
+from analytics_posthog.message import Message
+from analytics_posthog.settings import OnError, Settings
+from analytics_posthog.stats import DeliveryStats
+
+log = logging.getLogger("analytics_posthog")
+
+#: How many messages a leg may have waiting before it counts as backed up.
+LEG_WINDOW = 1000
+
+
+class Delivery:
+    """Owns the legs it builds from ``settings`` and ``keys`` (at least one:
+    the caller checked there is a key or a ``posthog_client``)."""
+
+    def __init__(self, settings: Settings, keys: Keys) -> None:
+        self.on_error = settings.on_error
+        self.sync_mode = settings.sync_mode
+        self.exit_timeout = settings.exit_timeout
+        self.legs: List[Leg] = []
+        self._posthog: Optional[posthog_leg.PostHogLeg] = None
+        self._segment: Optional[segment_leg.SegmentLeg] = None
+        if settings.posthog_client is not None or keys.posthog_api_key:
+            client = settings.posthog_client or posthog.Client(
+                keys.posthog_api_key or "", host=keys.posthog_host, **settings.posthog_client_arguments(self._leg_failed("posthog"))
+            )
+            owned = settings.posthog_client is None
+            self._posthog = posthog_leg.PostHogLeg(client, settings.group_type, self._retried("posthog"), owned=owned)
+            self.legs.append(self._posthog)
+        else:
+            log.warning(POSTHOG_MISSING_MESSAGE)
+        if keys.segment_write_key:
+            segment_key = keys.segment_write_key
+            segment_arguments = settings.segment_client_arguments(self._leg_failed("segment"))
+            self._segment = segment_leg.SegmentLeg(lambda: SegmentClient(segment_key, **segment_arguments), self._retried("segment"))
+            self.legs.append(self._segment)
+        self._stats = DeliveryStats(leg.name for leg in self.legs)
+        self._drops = Drops(self._report, log, settings.max_queue_size)
+        self._closed = False
+        self.dispatcher = Dispatcher(self._deliver, settings.max_queue_size, self._legs_ready, self._drops.report_turned_away)
+        reset_in_child(self._reset_in_child)
+        if not self.sync_mode:
+            self._exit_hook = _exit_hook(self)
+            atexit.register(self._exit_hook)
+
+    @property
+    def posthog_client(self) -> Optional[posthog.Client]:
+        return self._posthog.client if self._posthog is not None else None
+
+    def accept(self, msg: Message) -> bool:
+        """Take one message built by a call: ``True`` once it is queued (in sync
+        mode: delivered by every leg); ``False`` when it was not, after it was
+        counted, reported and logged."""
+        if not self._closed:
+            if self._segment is not None and message.near_limit(msg):
+                self._segment.check_size_of(msg)
+            if self.sync_mode:
+                delivered = self._deliver(msg)
+                for leg in self.legs:
+                    leg.flush(None)
+                return delivered
+            if self.dispatcher.put(msg):
+                return True
+        if self._closed:
+            self._dropped([leg.name for leg in self.legs], [msg], ClientClosed("the client was shut down (join() or shutdown())"))
+        else:
+            self._turn_away(msg)
+        return False
+
+    def _turn_away(self, msg: Message) -> None:
+        """Our queue is full: ``msg`` is counted now, reported by the dispatcher's thread."""
+        for leg in self.legs:
+            self._stats.add(leg.name, "dropped")
+        self._drops.turn_away(msg)
+        self.dispatcher.nudge()
+
+    def _deliver(self, msg: Message) -> bool:
+        """Give ``msg`` to every leg; one leg's failure never stops the other.
+
+        On the dispatcher's thread, the legs' library code runs inside the
+        fork gate (``forks.GATE``), so no fork lands while it holds a lock;
+        reporting a failure (the app's ``on_error``) runs outside it. In sync
+        mode the caller's thread delivers, over HTTP, and is not gated: a fork
+        would wait for the request.
+        """
+        results: List[Tuple[Leg, bool, Optional[Exception]]] = []
+        gated = not self.sync_mode
+        if gated:
+            GATE.enter()
+        try:
+            for leg in self.legs:
+                try:
+                    # A full leg queue turns the message away here, once, rather
+                    # than in posthog, which logs a line for each one.
+                    results.append((leg, (self.sync_mode or leg.has_room) and leg.send(msg), None))
+                except Exception as raised:
+                    results.append((leg, False, raised))
+        finally:
+            if gated:
+                GATE.leave()
+        delivered = True
+        for leg, accepted, error in results:
+            if error is not None:
+                log.error("%s leg failed to deliver %s: %s", leg.name, msg["type"], error)
+                self._stats.add(leg.name, "failed")
+                self._report(error, [msg])
+                delivered = False
+                continue
+            if accepted:
+                self._stats.add(leg.name, "accepted")
+                continue
+            delivered = False
+            if self.sync_mode:
+                failure = DeliveryError("the %s leg did not deliver a %s message (its log says why)" % (leg.name, msg["type"]))
+                log.error("%s", failure)
+                self._stats.add(leg.name, "failed")
+                self._report(failure, [msg])
+            else:
+                self._dropped([leg.name], [msg], QueueFull("the %s leg's queue is full" % leg.name))
+        return delivered
+
+    def _legs_ready(self, urgent: bool) -> bool:
+        """Some leg can take more: hand over. A leg that is down must never hold
+        back a healthy one, so only when every leg has LEG_WINDOW messages
+        waiting does the backlog stay in our own (smaller) queue. A flush
+        (``urgent``) hands over whatever some leg has room for; while none
+        has, messages wait here (at exit, until the deadline counts them)."""
+        if urgent:
+            return any(leg.has_room for leg in self.legs)
+        return any(leg.pending < LEG_WINDOW for leg in self.legs)
+
+    def _retried(self, leg: str) -> Callable[[], None]:
+        return lambda: self._stats.add(leg, "retried")
+
+    def _leg_failed(self, leg: str) -> OnError:
+        def failed(error: Exception, batch: Any) -> None:
+            self._stats.add(leg, "failed", len(batch) if isinstance(batch, list) else 1)
+            self._report(error, batch)
+
+        return failed
+
+    def _dropped(self, legs: List[str], msgs: List[Any], error: DeliveryError) -> None:
+        """Count, report and log messages never handed over."""
+        for leg in legs:
+            self._stats.add(leg, "dropped", len(msgs))
+        self._drops.tell(error, msgs)
+
+    def _report(self, error: Exception, batch: Any) -> None:
+        """Tell ``on_error``, never letting its own failure escape into a worker thread."""
+        if self.on_error is None:
+            return
+        try:
+            self.on_error(error, batch)
+        except Exception:
+            log.exception("on_error raised")
+
+    def stats(self) -> Dict[str, Dict[str, int]]:
+        """Per leg: queued, delivered, retried, dropped, failed (``stats.DeliveryStats``)."""
+        return self._stats.snapshot(self.dispatcher.pending, {leg.name: leg.pending for leg in self.legs})
+
+    def _reset_in_child(self) -> None:
+        self._stats = DeliveryStats(leg.name for leg in self.legs)
+        self._drops.reset()
+
+    def flush(self) -> None:
+        """Block until every queued message has been delivered (or given up on)."""
+        self.dispatcher.flush()
+        self._drops.report_turned_away()
+        for leg in self.legs:
+            leg.flush(None)
+
+    def join(self) -> None:
+        """Deliver what is queued, then end the threads and take no more.
+
+        The exit handler goes too (the posthog client we built has none: ours
+        does its work), so a client made for one job is freed once the app
+        drops it.
+        """
+        self._closed = True
+        self.dispatcher.stop()
+        self._drops.report_turned_away()
+        for leg in self.legs:
+            leg.join()
+        if not self.sync_mode:
+            atexit.unregister(self._exit_hook)
+
+    def at_exit(self) -> None:
+        """Deliver what is still queued when the interpreter exits, within ``exit_timeout``;
+        count, report and log whatever could not be (``docs/lifecycle.md``)."""
+        deadline = time.monotonic() + self.exit_timeout
+        self.dispatcher.flush(self.exit_timeout)
+        self._drops.report_turned_away()
+        left = self.dispatcher.discard()
+        if left:
+            self._dropped([leg.name for leg in self.legs], left, ExitTimeout("exit came before delivery"))
+        for leg in self.legs:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                leg.flush(remaining)
+        for leg in self.legs:
+            left = leg.abandon()
+            if left:
+                # Taken back from the leg: dropped, no longer accepted.
+                self._stats.add(leg.name, "accepted", -len(left))
+                self._dropped([leg.name], left, ExitTimeout("exit came before the %s leg delivered" % leg.name))
+            if leg.pending:
+                log.warning("%d message(s) were still in flight to %s at exit; their delivery is unknown", leg.pending, leg.name)
+        self._drops.log(force=True)
+
+
+def _exit_hook(delivery: Delivery) -> Callable[[], None]:
+    """``delivery.at_exit`` through a weak reference: the exit handler list must
+    not keep a client alive that the app has dropped."""
+    ref = weakref.ref(delivery)
+
+    def at_exit() -> None:
+        live = ref()
+        if live is not None:
+            live.at_exit()
+
+    return at_exit
