@@ -16,7 +16,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import posthog
 from segment.analytics import Client as SegmentClient
-from segment.analytics.client import require
 
 from analytics_posthog import message, posthog_leg, segment_leg
 from analytics_posthog.config import NO_KEY_MESSAGE, POSTHOG_MISSING_MESSAGE, resolve_keys
@@ -26,6 +25,7 @@ from analytics_posthog.errors import ClientClosed, DeliveryError, ExitTimeout, Q
 from analytics_posthog.forks import GATE, reset_in_child
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.message import Message
+from analytics_posthog.segment_internals import require
 from analytics_posthog.stats import DeliveryStats
 from analytics_posthog.visitor import current as current_request
 
