@@ -13,8 +13,8 @@ import posthog
 
 from analytics_posthog import posthog_internals, retries
 from analytics_posthog.mapping import to_posthog
-from analytics_posthog.posthog_internals import SERVER_OS_PROPERTIES, capture_os
 from analytics_posthog.message import Message
+from analytics_posthog.posthog_internals import SERVER_OS_PROPERTIES, capture_os
 from analytics_posthog.queues import take_back
 
 
@@ -139,4 +139,3 @@ def build_client(
         timeout=timeout,
         thread=thread,
     )
-

@@ -147,5 +147,3 @@ class SegmentLeg:
     def abandon(self) -> List[Message]:
         """At exit, past the deadline: stop the consumers and take back what is left."""
         return take_back(self.client.queue, self.client.consumers or [])
-
-
