@@ -73,7 +73,8 @@ EXIT = declare(
     "posthog_exit_handoff",
     "patch",
     "posthog Client._atexit (unregistered)",
-    "posthog's exit handler gives our client a further second at exit and drops what is left uncounted",
+    "posthog's exit handler gives our client a further second at exit and drops what is left uncounted; "
+    "a shut-down client stays in memory until exit",
 )
 PINNING = declare(
     "context_pinning",
