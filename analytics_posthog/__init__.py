@@ -13,8 +13,8 @@ from typing import Any, Dict, Optional
 
 from analytics_posthog.client import Client
 from analytics_posthog.forks import fork_safe_lock
+from analytics_posthog.segment_internals import SUBMODULES as SEGMENT_SUBMODULES
 from analytics_posthog.settings import DEFAULTS, NAMES, Settings
-from analytics_posthog.takeover import SEGMENT_SUBMODULES
 from analytics_posthog.takeover import install_as_segment as install_as_segment
 from analytics_posthog.version import VERSION
 

@@ -15,7 +15,7 @@ the interpreter: it waits for the app to give the lock up.
 
 Each message carries a copy of the caller's contextvars, so posthog's own
 contexts and the web hooks' request context apply to it when it is delivered
-(posthog's scope frozen as it was at the call: ``posthog_context``).
+(posthog's scope frozen as it was at the call: ``posthog_internals.pinned``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Callable, Deque, List, Optional, Tuple
 
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.message import Message
-from analytics_posthog.posthog_context import active as posthog_scope
-from analytics_posthog.posthog_context import pinned
+from analytics_posthog.posthog_internals import active_scope as posthog_scope
+from analytics_posthog.posthog_internals import pinned
 
 log = logging.getLogger("analytics_posthog")
 

@@ -1,5 +1,8 @@
 """``analytics-posthog doctor``: is this machine configured to deliver, and if not, why.
 
+It also lists each reach inside posthog and Segment (``reaches``): active, or
+not and why, as a ``Client`` in this process would find them.
+
 Reads keys exactly as the library does (``config.resolve_keys``), so what it
 says is what ``Client()`` would do; it checks each host answers over HTTP
 and, with ``--send``, delivers one test event per leg through the library's
@@ -21,7 +24,15 @@ from urllib.parse import urlsplit
 
 import posthog
 
-from analytics_posthog import legs, message, posthog_leg, segment_leg
+from analytics_posthog import (
+    legs,
+    message,
+    posthog_internals,
+    posthog_leg,
+    reaches,
+    segment_internals,
+    segment_leg,
+)
 from analytics_posthog.config import (
     DEFAULT_POSTHOG_HOST,
     POSTHOG_HOST_VARIABLE,
@@ -96,6 +107,9 @@ def run(
     else:
         out.write("Segment: off (no %s, and no --write-key)\n" % SEGMENT_KEY_VARIABLE)
 
+    posthog_internals.probe()
+    segment_internals.probe()
+    out.write("\n".join(reaches.report()) + "\n")
     if not legs:
         out.write(
             "FIX: nothing would be sent. Set POSTHOG_API_KEY to your PostHog project key (phc_..., in "

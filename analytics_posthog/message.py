@@ -18,15 +18,18 @@ import threading
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Pattern, Tuple
 
-from segment.analytics.client import ID_TYPES, require, stringify_id
-from segment.analytics.consumer import MAX_MSG_SIZE
-from segment.analytics.request import DatetimeSerializer
-from segment.analytics.utils import clean as segment_clean
-from segment.analytics.utils import guess_timezone
-from segment.analytics.utils import log as segment_log
-
 from analytics_posthog.fast_clean import with_fast_path
 from analytics_posthog.message_ids import new_message_id
+from analytics_posthog.segment_internals import (
+    ID_TYPES,
+    MAX_MSG_SIZE,
+    DatetimeSerializer,
+    guess_timezone,
+    require,
+    stringify_id,
+)
+from analytics_posthog.segment_internals import clean as segment_clean
+from analytics_posthog.segment_internals import log as segment_log
 from analytics_posthog.version import VERSION
 
 Message = Dict[str, Any]

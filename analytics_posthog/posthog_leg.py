@@ -6,31 +6,16 @@ calls ``capture()``.
 
 from __future__ import annotations
 
-import atexit
-import contextvars
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 import posthog
-import posthog.client as posthog_client
 
-from analytics_posthog import posthog_speedups, retries
-from analytics_posthog.forks import fork_safe_lock
+from analytics_posthog import posthog_internals, retries
 from analytics_posthog.mapping import to_posthog
 from analytics_posthog.message import Message
+from analytics_posthog.posthog_internals import SERVER_OS_PROPERTIES, capture_os
 from analytics_posthog.queues import take_back
-
-#: posthog's ``capture()`` adds the server's OS (``system_context()``) over
-#: every event's properties. On our events these describe the end user's
-#: device, so the server's must never appear: only ``context.os`` may set them.
-SERVER_OS_PROPERTIES = ("$os", "$os_version", "$os_distro")
-#: The end user's OS properties for the event we are capturing (empty when
-#: its context has none); ``None`` outside our captures, where
-#: ``system_context()`` answers as posthog's own.
-_context_os: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar(
-    "analytics_posthog_context_os", default=None
-)
-_install_lock = fork_safe_lock()
 
 
 class PostHogLeg:
@@ -57,10 +42,9 @@ class PostHogLeg:
         self.owned = owned
         self.group_type = group_type
         self.retried = on_retry
-        if owned and hasattr(client, "_atexit"):
-            atexit.unregister(client._atexit)
-        posthog_speedups.install()
-        install_context_os()
+        if owned:
+            posthog_internals.hand_over_exit(client)
+        posthog_internals.install()
         retries.watch(self)
 
     def runs_on(self, thread: threading.Thread) -> bool:
@@ -76,7 +60,7 @@ class PostHogLeg:
         if event is None:
             return True
         properties = event.properties
-        token = _context_os.set({name: properties[name] for name in SERVER_OS_PROPERTIES if name in properties})
+        token = capture_os.set({name: properties[name] for name in SERVER_OS_PROPERTIES if name in properties})
         try:
             return (
                 self.client.capture(
@@ -90,7 +74,7 @@ class PostHogLeg:
                 is not None
             )
         finally:
-            _context_os.reset(token)
+            capture_os.reset(token)
 
     @property
     def pending(self) -> int:
@@ -123,29 +107,3 @@ class PostHogLeg:
         return take_back(self.client.queue, self.client.consumers or [])
 
 
-def install_context_os() -> None:
-    """Wrap posthog's ``system_context()`` (once per process) so that, while
-    we capture, it names no server OS and the end user's OS (if the context
-    gave one) takes its place. Every other caller (an app's own use of its
-    posthog client) still gets the server's OS.
-
-    A ``before_send`` hook could strip the OS too, but posthog cleans the whole
-    event again after it. If a posthog release no longer has
-    ``posthog.client.system_context``, nothing is wrapped and posthog's own
-    behaviour stands.
-    """
-    with _install_lock:
-        current = getattr(posthog_client, "system_context", None)
-        if not callable(current) or getattr(current, "answers_context_os", False):
-            return
-
-        def system_context() -> Dict[str, Any]:
-            own = current()
-            context_os = _context_os.get()
-            if context_os is None:
-                return own
-            return {**{k: v for k, v in own.items() if k not in SERVER_OS_PROPERTIES}, **context_os}
-
-        system_context.answers_context_os = True  # type: ignore[attr-defined]
-        system_context.__wrapped__ = current  # type: ignore[attr-defined]
-        posthog_client.system_context = system_context

@@ -1,27 +1,25 @@
 """Retries: counted per leg, spread out on the PostHog leg, and failures told at once.
 
 Both libraries retry on their own and we do not redo that; this module only
-watches them, through module-level functions that their consumer threads
-look up at call time:
+watches them, through wrappers that ``posthog_internals`` and
+``segment_internals`` put around module-level functions their consumer
+threads look up at call time:
 
-- posthog's ``_backoff(attempt, retry_after)`` sleeps 1, 2, 4 ... 30 s
+- posthog's ``_backoff(attempt_index, retry_after)`` sleeps 1, 2, 4 ... 30 s
   between attempts, with ``Retry-After`` as a minimum, and no jitter: workers
   that lost PostHog at the same moment would all retry at the same moment.
   Segment's client adds up to 10% to each wait; the PostHog leg gets the same
-  on top of posthog's own schedule, so it never retries sooner than posthog
-  would.
+  on top of posthog's own schedule (``jittered``), so it never retries sooner
+  than posthog would.
 - Segment's consumer calls ``post(..., retry_count=n)``, so an attempt with
   ``n > 0`` is a retry.
 - Each attempt goes through Segment's ``post`` and posthog's ``batch_post``
   (capture v0) or ``_post_v1`` (v1, which answers an error status instead of
-  raising): a failed attempt of our legs is reported to ``outages``, which
-  warns within seconds instead of after the last retry.
+  raising): a failed attempt of our legs is reported to ``outages``
+  (``watched_post``), which warns within seconds instead of after the last retry.
 
 A retry or failure is counted for the leg whose client runs the consumer
 thread that made the attempt (an app's own posthog client is left alone).
-The modules are bound at import, before ``install_as_segment()`` can rename
-``segment.analytics``. A posthog or Segment release that renames these
-functions leaves its retries as they are, uncounted and unreported.
 """
 
 from __future__ import annotations
@@ -33,25 +31,14 @@ import time
 import weakref
 from typing import Any, Callable, Optional, Protocol
 
-from posthog import consumer as posthog_consumer
-from posthog import request as posthog_request
-
-try:
-    from posthog import capture_v1 as posthog_capture_v1
-except ImportError:  # a posthog without the capture v1 lane: its consumer's _backoff is the only one
-    posthog_capture_v1 = None
-from segment.analytics import consumer as segment_consumer
-from segment.analytics import request as segment_request
-
 from analytics_posthog import outages
-from analytics_posthog.forks import fork_safe_lock
 
 log = logging.getLogger("analytics_posthog")
 
 #: Segment's client adds up to this fraction of each wait.
 JITTER = 0.1
-#: posthog's own cap on one wait, used only to size the jitter.
-_POSTHOG_MAX_WAIT = getattr(posthog_capture_v1, "_MAX_BACKOFF_SECONDS", 30)
+#: posthog's cap on one wait (``posthog_internals`` reads posthog's own), used only to size the jitter.
+POSTHOG_MAX_WAIT = 30
 
 
 class Watched(Protocol):
@@ -64,18 +51,16 @@ class Watched(Protocol):
 
 
 _watched: "weakref.WeakSet[Any]" = weakref.WeakSet()
-_install_lock = fork_safe_lock()
 
 
 def watch(leg: Watched) -> None:
-    """Count the retries of ``leg``'s consumer threads (and jitter posthog's)."""
-    _install()
+    """Count the retries of ``leg``'s consumer threads."""
     _watched.add(leg)
 
 
-def jitter(attempt_index: int) -> float:
+def jitter(attempt_index: int, cap: float = POSTHOG_MAX_WAIT) -> float:
     """Seconds added to posthog's wait before retry ``attempt_index`` (from 0)."""
-    return random.uniform(0, JITTER * min(2**attempt_index, _POSTHOG_MAX_WAIT))
+    return random.uniform(0, JITTER * min(2**attempt_index, cap))
 
 
 def _leg_of_this_thread() -> Optional[Watched]:
@@ -106,17 +91,19 @@ def _attempt_failed(failure: Any) -> None:
         log.exception("analytics_posthog: reporting a failed attempt failed")
 
 
-def _jittered(backoff: Callable[[int, Optional[float]], None]) -> Callable[[int, Optional[float]], None]:
+def jittered(backoff: Callable[[int, Optional[float]], None], cap: float) -> Callable[[int, Optional[float]], None]:
+    """posthog's ``backoff``, counted and with up to JITTER of the wait (capped at ``cap``) added."""
+
     def jittered_backoff(attempt_index: int, retry_after: Optional[float]) -> None:
         _count_retry()
-        time.sleep(jitter(attempt_index))
+        time.sleep(jitter(attempt_index, cap))
         backoff(attempt_index, retry_after)
 
     jittered_backoff.analytics_posthog = True  # type: ignore[attr-defined]
     return jittered_backoff
 
 
-def _watched_post(post: Callable[..., Any]) -> Callable[..., Any]:
+def watched_post(post: Callable[..., Any]) -> Callable[..., Any]:
     """``post`` (one HTTP attempt) with its retries counted and its failures
     (an exception, or an error status answered) reported."""
 
@@ -135,18 +122,3 @@ def _watched_post(post: Callable[..., Any]) -> Callable[..., Any]:
 
     watched_post.analytics_posthog = True  # type: ignore[attr-defined]
     return watched_post
-
-
-def _install() -> None:
-    with _install_lock:
-        for module in (posthog_consumer, posthog_capture_v1):
-            backoff = getattr(module, "_backoff", None)
-            if backoff is not None and not hasattr(backoff, "analytics_posthog"):
-                module._backoff = _jittered(backoff)  # type: ignore[attr-defined]
-        for module, name, original in (
-            (segment_consumer, "post", getattr(segment_request, "post", None)),
-            (posthog_consumer, "batch_post", getattr(posthog_request, "batch_post", None)),
-            (posthog_capture_v1, "_post_v1", getattr(posthog_capture_v1, "_post_v1", None)),
-        ):
-            if original is not None and getattr(module, name, None) is original:
-                setattr(module, name, _watched_post(original))

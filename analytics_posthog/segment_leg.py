@@ -8,24 +8,20 @@ switched off so Segment does not relay a second copy to PostHog.
 from __future__ import annotations
 
 import atexit
-import queue
 import threading
 import time
 from typing import Callable, List, Optional, Set
 
-from requests import sessions
 from segment.analytics import Client as SegmentClient
-from segment.analytics import request as segment_request
-from segment.analytics.consumer import MAX_MSG_SIZE
-from segment.analytics.request import post
-from segment.analytics.version import VERSION as SEGMENT_VERSION
 
-from analytics_posthog import retries
+from analytics_posthog import retries, segment_internals
 from analytics_posthog.errors import Unsendable
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import segment_integrations
 from analytics_posthog.message import Message, json_size
 from analytics_posthog.queues import take_back
+from analytics_posthog.segment_internals import MAX_MSG_SIZE
+from analytics_posthog.segment_internals import VERSION as SEGMENT_VERSION
 
 #: What Segment's own client names itself in ``context.library``: the Segment
 #: leg sends each message as that client would have (shared, read-only).
@@ -73,6 +69,7 @@ class SegmentLeg:
         self._near_limit: Set[str] = set()
         self._start()
         reset_in_child(self._start_in_child)
+        segment_internals.install()
         retries.watch(self)
 
     def runs_on(self, thread: threading.Thread) -> bool:
@@ -94,6 +91,7 @@ class SegmentLeg:
         queue unsent; our exit handler delivers first, within its own deadline.
         """
         self.client = self._build()
+        self._direct = segment_internals.direct_sender(self.client)
         atexit.unregister(self.client.join)
 
     def _start_in_child(self) -> None:
@@ -102,7 +100,7 @@ class SegmentLeg:
         write and read on the same sockets, losing or repeating batches. The
         child gets a session of its own (the parent's sockets are left open:
         they are the parent's). posthog does the same for its own session."""
-        segment_request._session = sessions.Session()
+        segment_internals.new_session_in_child()
         self._start()
 
     @property
@@ -121,27 +119,11 @@ class SegmentLeg:
         (in sync mode, through Segment's own ``post``), instead of paying for a
         second validation, cleaning and size check per message.
         """
-        client = self.client
         wire = segment_message(msg)
         if self._near_limit and msg["messageId"] in self._near_limit:
             self._near_limit.discard(msg["messageId"])
             check_size(wire)
-        if client.sync_mode:
-            post(
-                client.write_key,
-                client.host,
-                gzip=client.gzip,
-                timeout=client.timeout,
-                proxies=client.proxies,
-                oauth_manager=client.oauth_manager,
-                batch=[wire],
-            )
-            return True
-        try:
-            client.queue.put(wire, block=False)
-        except queue.Full:
-            return False
-        return True
+        return segment_internals.enqueue(self.client, wire, self._direct)
 
     def flush(self, timeout: Optional[float]) -> None:
         """Wait for Segment's queue to drain; Segment's own ``flush()`` has no time limit."""
@@ -165,5 +147,3 @@ class SegmentLeg:
     def abandon(self) -> List[Message]:
         """At exit, past the deadline: stop the consumers and take back what is left."""
         return take_back(self.client.queue, self.client.consumers or [])
-
-

@@ -16,12 +16,6 @@ Segment's own client.
 from __future__ import annotations
 
 import sys
-from types import ModuleType
-from typing import Dict
-
-# Bound while ``segment.analytics`` is still Segment's package (this module is
-# imported before ``install_as_segment()`` can run).
-from segment.analytics import consumer, oauth_manager, request, utils, version
 
 #: Module names redirected to analytics_posthog (``analytics`` is the name
 #: older code used, from PyPI ``analytics-python``). ``.client`` follows the
@@ -29,19 +23,6 @@ from segment.analytics import consumer, oauth_manager, request, utils, version
 #: instead of silently bypassing PostHog.
 PACKAGE_NAMES = ("segment.analytics", "analytics")
 CLIENT_NAMES = ("segment.analytics.client", "analytics.client")
-
-#: Segment's submodules that codebases and their test suites reach through the
-#: package (``from segment.analytics import utils``, ``import
-#: segment.analytics.request as r``, ``mock.patch("segment.analytics.consumer.post")``).
-#: analytics_posthog serves them as attributes, and they are Segment's own
-#: modules, so a patch lands where Segment's client (our Segment leg) looks.
-SEGMENT_SUBMODULES: Dict[str, ModuleType] = {
-    "consumer": consumer,
-    "oauth_manager": oauth_manager,
-    "request": request,
-    "utils": utils,
-    "version": version,
-}
 
 
 def install_as_segment() -> None:

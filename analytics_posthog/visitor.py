@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from posthog import contexts
-
 from analytics_posthog import request_context
+from analytics_posthog.posthog_internals import context_distinct_id, context_session_id
 from analytics_posthog.request_context import ID_LIMIT, RequestContext, sanitise
 
 
@@ -34,8 +33,8 @@ def current() -> Optional[RequestContext]:
 
 def from_posthog_context() -> Optional[RequestContext]:
     """posthog's context identity and session as a request context; ``None`` when it sets neither."""
-    distinct_id = _text(contexts.get_context_distinct_id())
-    session_id = _text(contexts.get_context_session_id())
+    distinct_id = _text(context_distinct_id())
+    session_id = _text(context_session_id())
     if not (distinct_id or session_id):
         return None
     return RequestContext(context={"sessionId": session_id} if session_id else {}, anonymous_id=distinct_id)

@@ -122,9 +122,9 @@ def _posthog_client(url: str, **kw: Any) -> Any:
     this contender (the next ``ours`` client puts them back)."""
     import posthog
 
-    from analytics_posthog import posthog_speedups
+    from analytics_posthog import posthog_internals
 
-    posthog_speedups.restore()
+    posthog_internals.restore_speedups()
     return posthog.Client("phc_x", host=url, **kw)
 
 

@@ -7,7 +7,7 @@ JSON sizing and its share of a 100-event batch body; for dual-write, the
 Segment leg's copy and Segment's consumer too). Everything here holds
 the interpreter lock, so in a busy process the totals are what each event
 takes away from the app, wherever it runs. The posthog contender runs
-posthog's own functions; ours runs them with ``posthog_speedups``. The
+posthog's own functions; ours runs them with ``posthog_speedups`` (installed by ``posthog_internals``). The
 posthog clients use ``send=False`` (posthog then runs the whole of
 ``capture()`` but does not queue the event), so the HTTP exchange itself is
 not included.
@@ -32,7 +32,7 @@ from segment.analytics import Client as SegmentClient  # noqa: E402
 from segment.analytics.request import DatetimeSerializer as SegmentSerializer  # noqa: E402
 
 import analytics_posthog  # noqa: E402
-from analytics_posthog import posthog_speedups  # noqa: E402
+from analytics_posthog import posthog_internals  # noqa: E402
 from analytics_posthog.mapping import to_posthog  # noqa: E402
 from analytics_posthog.posthog_leg import PostHogLeg  # noqa: E402
 from analytics_posthog.segment_leg import segment_message  # noqa: E402
@@ -85,14 +85,14 @@ def stages(payload: str) -> Dict[str, List[Tuple[str, float]]]:
         "segment": [("caller: track()", per_call(_track_caller(segment, payload)))] + segment_consumer_costs(seg_msg)
     }
 
-    posthog_speedups.restore()
+    posthog_internals.restore_speedups()
     rows["posthog"] = [
         ("caller: capture()", per_call(_capture_caller(posthog.Client("phc_x", send=False), payload)))
     ] + posthog_consumer_costs(final_event({}, lambda ph: _capture_caller(ph, payload)()))
 
     ours = analytics_posthog.Client(posthog_api_key="phc_x", send=False)
     ok, msg = _track_caller(ours, payload)()
-    leg = PostHogLeg(posthog.Client("phc_x", send=False), "segment_group")  # puts posthog_speedups back, as our client does
+    leg = PostHogLeg(posthog.Client("phc_x", send=False), "segment_group")  # puts the speed-ups back, as our client does
     rows["ours"] = [
         ("caller: track()", per_call(_track_caller(ours, payload))),
         ("  background: mapping", per_call(lambda: to_posthog(msg, "segment_group"))),

@@ -101,18 +101,6 @@ def test_the_servers_os_never_poses_as_the_users(capture_server):
     assert events["No OS"]["$python_version"] == events["App's own"]["$python_version"]
 
 
-def test_without_posthogs_system_context_nothing_is_wrapped(monkeypatch):
-    """The reach into posthog is checked: a release without
-    ``posthog.client.system_context`` keeps posthog's behaviour, no error."""
-    import posthog.client
-
-    from analytics_posthog.posthog_leg import install_context_os
-
-    monkeypatch.delattr(posthog.client, "system_context")
-    install_context_os()
-    assert not hasattr(posthog.client, "system_context")
-
-
 def test_group_type_setting_reaches_wire(capture_server):
     client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, sync_mode=True, group_type="company")
     client.group("u1", "acme")

@@ -328,9 +328,8 @@ def test_a_child_does_not_share_the_parents_connections(capture_server, segment_
     "lock",
     [
         "analytics_posthog._default_client_lock",
-        "analytics_posthog.posthog_leg._install_lock",
-        "analytics_posthog.posthog_speedups._lock",
-        "analytics_posthog.retries._install_lock",
+        "analytics_posthog.posthog_internals._lock",
+        "analytics_posthog.segment_internals._lock",
     ],
 )
 def test_a_child_forked_while_another_thread_holds_one_of_our_locks_is_not_stuck(capture_server, lock):

@@ -18,7 +18,7 @@ def test_jitter_adds_up_to_a_tenth_of_posthogs_wait(attempt):
 
 
 def test_posthog_retries_wait_posthogs_schedule_plus_the_jitter(capture_server, monkeypatch):
-    monkeypatch.setattr(retries, "jitter", lambda attempt: 1.5)
+    monkeypatch.setattr(retries, "jitter", lambda attempt, cap: 1.5)
     capture_server.fail(503, leg="posthog", times=1)
     client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.05)
     started = time.monotonic()

@@ -24,7 +24,14 @@ from urllib.parse import quote
 
 from analytics_posthog import integrations, request_context
 from analytics_posthog.integrations import DEFAULT_PAGE_SKIP, HookOptions, PageSkip
-from analytics_posthog.integrations.lifespan import ASGIApp, Message, Receive, Scope, Send, lifespan
+from analytics_posthog.integrations.lifespan import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    lifespan,
+)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

@@ -40,7 +40,13 @@ from celery import Celery, signals
 import analytics_posthog
 from analytics_posthog import request_context, visitor
 from analytics_posthog.client import Client
-from analytics_posthog.request_context import DISTINCT_ID_HEADER, ID_LIMIT, SESSION_ID_HEADER, RequestContext, sanitise
+from analytics_posthog.request_context import (
+    DISTINCT_ID_HEADER,
+    ID_LIMIT,
+    SESSION_ID_HEADER,
+    RequestContext,
+    sanitise,
+)
 
 log = logging.getLogger("analytics_posthog")
 

@@ -23,7 +23,12 @@ from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.exceptions import DisallowedHost, ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 
 import analytics_posthog
 from analytics_posthog import integrations, request_context

@@ -80,6 +80,8 @@ def _user_id(options: HookOptions) -> Any:
         return capture()
     if not capture:
         return None
-    from flask_login import current_user  # the documented source when no callable is given
+    from flask_login import (
+        current_user,  # the documented source when no callable is given
+    )
 
     return current_user.get_id() if current_user.is_authenticated else None

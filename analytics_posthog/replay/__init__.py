@@ -26,13 +26,18 @@ import sys
 from typing import TextIO
 
 from analytics_posthog.mapping import parse_timestamp
+from analytics_posthog.replay.cli import parse_moment, parse_types
 from analytics_posthog.replay.exporting import export
 from analytics_posthog.replay.lines import TYPES
 from analytics_posthog.replay.replaying import Replay
 from analytics_posthog.replay.run import (
-    EXIT_DELIVERY, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTS, EXIT_USAGE, Options,
+    EXIT_DELIVERY,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REJECTS,
+    EXIT_USAGE,
+    Options,
 )
-from analytics_posthog.replay.cli import parse_moment, parse_types
 
 __all__ = [
     "EXIT_DELIVERY", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_REJECTS", "EXIT_USAGE", "TYPES", "Options",

@@ -22,7 +22,14 @@ from analytics_posthog.replay.days import SUFFIX, day_file, days
 from analytics_posthog.replay.progress import Progress
 from analytics_posthog.replay.rejects import Rejects
 from analytics_posthog.replay.run import (
-    EXIT_USAGE, REJECTS_SUFFIX, Options, exit_code, list_input, own_file, read_input, summary_lines,
+    EXIT_USAGE,
+    REJECTS_SUFFIX,
+    Options,
+    exit_code,
+    list_input,
+    own_file,
+    read_input,
+    summary_lines,
 )
 from analytics_posthog.replay.scan import ScanStats
 from analytics_posthog.replay.sources import UsageError

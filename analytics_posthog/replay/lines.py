@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import posthog
 
+from analytics_posthog import posthog_internals
 from analytics_posthog.mapping import parse_timestamp, posthog_enabled, to_posthog
 
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -25,7 +26,7 @@ TYPE_OF_EVENT = {"$identify": "identify", "$set": "identify", "$pageview": "page
 
 #: posthog drops (with only a log line) an event whose JSON is over this; it
 #: is rejected here instead, so it is counted and kept in the rejects file.
-MAX_EVENT_BYTES: int = getattr(getattr(posthog, "consumer", None), "MAX_MSG_SIZE", 900 * 1024)
+MAX_EVENT_BYTES: int = posthog_internals.MAX_EVENT_BYTES
 #: PostHog's historical-migration mode is for events older than this; newer
 #: ones would be stored as history while their live copies are still arriving.
 HISTORICAL_AFTER = timedelta(hours=48)

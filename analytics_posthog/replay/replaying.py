@@ -20,11 +20,24 @@ from analytics_posthog.replay.lines import HISTORICAL_AFTER, TYPE_OF_EVENT
 from analytics_posthog.replay.progress import Progress
 from analytics_posthog.replay.rejects import Rejects
 from analytics_posthog.replay.run import (
-    CHECKPOINT_SUFFIX, EXIT_USAGE, REJECTS_SUFFIX, Options, exit_code, fingerprint, list_input, own_file,
-    read_input, summary_lines,
+    CHECKPOINT_SUFFIX,
+    EXIT_USAGE,
+    REJECTS_SUFFIX,
+    Options,
+    exit_code,
+    fingerprint,
+    list_input,
+    own_file,
+    read_input,
+    summary_lines,
 )
 from analytics_posthog.replay.scan import ScanStats
-from analytics_posthog.replay.sending import CHECKPOINT_EVERY_EVENTS, CHECKPOINT_EVERY_SECONDS, PostHogSink, Throttle
+from analytics_posthog.replay.sending import (
+    CHECKPOINT_EVERY_EVENTS,
+    CHECKPOINT_EVERY_SECONDS,
+    PostHogSink,
+    Throttle,
+)
 from analytics_posthog.replay.sources import STDIN, UsageError
 
 #: The spool is only read back once: fast compression is enough.

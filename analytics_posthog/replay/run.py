@@ -19,7 +19,14 @@ from analytics_posthog.replay.progress import Progress
 from analytics_posthog.replay.rejects import Rejects
 from analytics_posthog.replay.scan import ScanStats, scan, scan_parallel
 from analytics_posthog.replay.sending import DEFAULT_RATE
-from analytics_posthog.replay.sources import STDIN, Listed, Source, check_paths, listing, total_bytes
+from analytics_posthog.replay.sources import (
+    STDIN,
+    Listed,
+    Source,
+    check_paths,
+    listing,
+    total_bytes,
+)
 
 EXIT_OK = 0
 EXIT_REJECTS = 1

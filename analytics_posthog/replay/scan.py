@@ -22,7 +22,13 @@ from typing import Callable, List, Sequence, Tuple
 from analytics_posthog.replay.days import DayWriter, merge
 from analytics_posthog.replay.lines import EVENT, FILTERED, Converter, Filters, Rejected
 from analytics_posthog.replay.rejects import Rejects
-from analytics_posthog.replay.sources import Damaged, Listed, Source, Unreadable, read_lines
+from analytics_posthog.replay.sources import (
+    Damaged,
+    Listed,
+    Source,
+    Unreadable,
+    read_lines,
+)
 
 #: Parts per worker: smaller parts balance uneven files and show progress sooner.
 PARTS_PER_JOB = 4

@@ -1,0 +1,312 @@
+"""Every reach inside posthog-python, in one place (see ``reaches`` for the rules).
+
+Patches (off with ``ANALYTICS_POSTHOG_NO_INTERNALS=1``), installed once per
+process by the first ``PostHogLeg``, so every posthog client in the process
+(an app's own one too) gets them:
+
+- ``system_context_once``, ``clean_fast_path``, ``finite_first_encode``:
+  posthog's per-event work made cheaper, with identical results
+  (``posthog_speedups``).
+- ``context_os``: while we capture, ``system_context()`` names the end user's
+  OS (from ``context.os``), never the server's; other callers get posthog's answer.
+- ``posthog_retry_jitter``, ``posthog_attempt_watch``: posthog's retries
+  jittered and counted, failed attempts told to ``outages`` (``retries``).
+- ``posthog_exit_handoff``: an owned client's exit handler unregistered, so
+  our exit does its work within our deadline.
+- ``context_pinning``: posthog's context scope frozen at the call, for the
+  delivery that comes later on the dispatcher's thread.
+
+Borrowings: posthog's context identity and session getters, and its event size
+limit (replay).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import functools
+import inspect
+import logging
+from typing import Any, Callable, Dict, Optional
+
+import posthog
+import posthog.client as posthog_client
+import posthog.consumer as posthog_consumer
+import posthog.contexts as posthog_contexts
+import posthog.request as posthog_request
+import posthog.utils as posthog_utils
+
+from analytics_posthog import retries
+from analytics_posthog.fast_clean import with_fast_path
+from analytics_posthog.forks import fork_safe_lock
+from analytics_posthog.posthog_speedups import finite_first, one_argument
+from analytics_posthog.reaches import UNUSED, attempt, declare, missing
+
+try:
+    import posthog.capture_v1 as posthog_capture_v1
+except ImportError:  # a posthog without the capture v1 lane: its consumer's _backoff is the only one
+    posthog_capture_v1 = None  # type: ignore[assignment]
+
+SYSTEM_CONTEXT = declare(
+    "system_context_once", "patch", "posthog.client.system_context (cached)", "the server's OS looked up for every event"
+)
+CLEAN = declare("clean_fast_path", "patch", "posthog.client.clean", "posthog's clean for every value (slower)")
+ENCODE = declare(
+    "finite_first_encode", "patch", "posthog.request.DatetimeSerializer.encode", "posthog's NaN walk over every event (slower)"
+)
+CONTEXT_OS = declare(
+    "context_os",
+    "patch",
+    "posthog.client.system_context (wrapped)",
+    "PostHog events carry the server's OS where the call gave no context.os",
+)
+JITTER = declare(
+    "posthog_retry_jitter", "patch", "posthog consumer/capture_v1 _backoff", "no jitter; posthog's retries are not counted in stats()"
+)
+WATCH = declare(
+    "posthog_attempt_watch",
+    "patch",
+    "posthog consumer.batch_post, capture_v1._post_v1",
+    "no warning of an outage until posthog gives up (on_error)",
+)
+EXIT = declare(
+    "posthog_exit_handoff",
+    "patch",
+    "posthog Client._atexit (unregistered)",
+    "posthog's exit handler gives our client a further second at exit and drops what is left uncounted; "
+    "a shut-down client stays in memory until exit",
+)
+PINNING = declare(
+    "context_pinning",
+    "patch",
+    "posthog.contexts _context_stack, ContextScope, _get_current_context",
+    "a posthog.tag() made after a call, in the same scope, may reach its event",
+)
+IDENTITY = declare(
+    "context_identity",
+    "borrow",
+    "posthog.contexts get_context_distinct_id, get_context_session_id",
+    "posthog's context identity and session are not used for calls that name nobody",
+)
+EVENT_LIMIT = declare("posthog_event_limit", "borrow", "posthog.consumer.MAX_MSG_SIZE", "900 KiB assumed")
+
+#: posthog's ``capture()`` adds the server's OS (``system_context()``) over
+#: every event's properties. On our events these describe the end user's
+#: device, so the server's must never appear: only ``context.os`` may set them.
+SERVER_OS_PROPERTIES = ("$os", "$os_version", "$os_distro")
+#: The end user's OS properties for the event we are capturing (empty when
+#: its context has none); ``None`` outside our captures, where
+#: ``system_context()`` answers as posthog's own.
+capture_os: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar("analytics_posthog_context_os", default=None)
+
+_ORIGINALS: Dict[str, Any] = {
+    "system_context": getattr(posthog_client, "system_context", None),
+    "clean": getattr(posthog_client, "clean", None),
+    "encode": getattr(posthog_request, "DatetimeSerializer", object).__dict__.get("encode"),
+    "atexit": getattr(posthog.Client, "_atexit", None),
+}
+_lock = fork_safe_lock()
+
+
+def install() -> None:
+    """Put every patch in place that its check allows (idempotent)."""
+    with _lock:
+        attempt(SYSTEM_CONTEXT, _check_own("system_context", getattr(posthog_utils, "system_context", None)), _cache_system_context)
+        attempt(CLEAN, _check_own("clean", getattr(posthog_utils, "clean", None)), _fast_clean)
+        attempt(ENCODE, _check_encode, _finite_first_encode)
+        attempt(CONTEXT_OS, _check_context_os, _answer_context_os)
+        attempt(JITTER, _check_backoff, _jitter_backoff)
+        attempt(WATCH, _check_watch, _watch_attempts)
+
+
+def restore_speedups() -> None:
+    """posthog's own functions again (the benchmarks measure posthog as its users run it).
+
+    This also removes the end user's OS from ``system_context()`` until the
+    next ``install()`` puts it back: for benchmarks only, never while a client
+    of ours is in use.
+    """
+    with _lock:
+        for reach, name in ((SYSTEM_CONTEXT, "system_context"), (CLEAN, "clean"), (ENCODE, "encode")):
+            if reach.active:
+                if name == "encode":
+                    posthog_request.DatetimeSerializer.encode = _ORIGINALS[name]  # type: ignore[method-assign]
+                else:
+                    setattr(posthog_client, name, _ORIGINALS[name])
+                reach.state = UNUSED
+        if CONTEXT_OS.active:
+            CONTEXT_OS.state = UNUSED
+
+
+def _check_own(name: str, expected: Any) -> Callable[[], Optional[str]]:
+    def check() -> Optional[str]:
+        if _ORIGINALS[name] is None or expected is None:
+            return "posthog.client.%s or posthog.utils.%s is missing" % (name, name)
+        if getattr(posthog_client, name, None) is not _ORIGINALS[name] or _ORIGINALS[name] is not expected:
+            return "posthog.client.%s is not posthog.utils.%s (replaced by someone else?)" % (name, name)
+        return None
+
+    return check
+
+
+def _cache_system_context() -> None:
+    posthog_client.system_context = functools.lru_cache(maxsize=1)(_ORIGINALS["system_context"])
+
+
+def _fast_clean() -> None:
+    clean = _ORIGINALS["clean"]
+    posthog_client.clean = one_argument(with_fast_path(clean, getattr(posthog_utils, "log", logging.getLogger("posthog"))))
+
+
+def _check_encode() -> Optional[str]:
+    encode = _ORIGINALS["encode"]
+    if encode is None or posthog_request.DatetimeSerializer.__dict__.get("encode") is not encode:
+        return "posthog.request.DatetimeSerializer has no encode of its own, or it was replaced"
+    if list(inspect.signature(encode).parameters) != ["self", "o"]:
+        return "DatetimeSerializer.encode%s is not encode(self, o)" % inspect.signature(encode)
+    return None
+
+
+def _finite_first_encode() -> None:
+    posthog_request.DatetimeSerializer.encode = finite_first(_ORIGINALS["encode"])  # type: ignore[method-assign]
+
+
+def _check_context_os() -> Optional[str]:
+    current = getattr(posthog_client, "system_context", None)
+    own = getattr(posthog_utils, "system_context", None)
+    if own is None or (current is not own and getattr(current, "__wrapped__", None) is not own):
+        return "posthog.client.system_context is not posthog.utils.system_context (replaced by someone else?)"
+    return None
+
+
+def _answer_context_os() -> None:
+    """A ``before_send`` hook could strip the OS too, but posthog cleans the
+    whole event again after it."""
+    current = posthog_client.system_context
+    if getattr(current, "answers_context_os", False):
+        return
+
+    def system_context() -> Dict[str, Any]:
+        own = current()
+        context_os = capture_os.get()
+        if context_os is None:
+            return own
+        return {**{k: v for k, v in own.items() if k not in SERVER_OS_PROPERTIES}, **context_os}
+
+    system_context.answers_context_os = True  # type: ignore[attr-defined]
+    system_context.__wrapped__ = current  # type: ignore[attr-defined]
+    posthog_client.system_context = system_context
+
+
+def _backoff_modules() -> list:
+    return [module for module in (posthog_consumer, posthog_capture_v1) if module is not None and hasattr(module, "_backoff")]
+
+
+def _check_backoff() -> Optional[str]:
+    modules = _backoff_modules()
+    if not modules:
+        return "posthog's consumer has no _backoff"
+    for module in modules:
+        if len(inspect.signature(module._backoff).parameters) != 2:
+            return "%s._backoff%s is not _backoff(attempt_index, retry_after)" % (module.__name__, inspect.signature(module._backoff))
+    return None
+
+
+def _jitter_backoff() -> None:
+    cap = getattr(posthog_capture_v1, "_MAX_BACKOFF_SECONDS", retries.POSTHOG_MAX_WAIT)
+    for module in _backoff_modules():
+        if not hasattr(module._backoff, "analytics_posthog"):
+            module._backoff = retries.jittered(module._backoff, cap)
+
+
+def _check_watch() -> Optional[str]:
+    if getattr(posthog_consumer, "batch_post", None) is not getattr(posthog_request, "batch_post", False):
+        return "posthog.consumer.batch_post is not posthog.request.batch_post"
+    return None
+
+
+def _watch_attempts() -> None:
+    for module, name, original in (
+        (posthog_consumer, "batch_post", getattr(posthog_request, "batch_post", None)),
+        (posthog_capture_v1, "_post_v1", getattr(posthog_capture_v1, "_post_v1", None)),
+    ):
+        if original is not None and getattr(module, name, None) is original:
+            setattr(module, name, retries.watched_post(original))
+
+
+def hand_over_exit(client: posthog.Client) -> None:
+    """Our exit handler, not posthog's, ends an owned client (``PostHogLeg``)."""
+    if attempt(EXIT, lambda: _check_exit(client), once=False):
+        atexit.unregister(client._atexit)
+
+
+def _check_exit(client: posthog.Client) -> Optional[str]:
+    if _ORIGINALS["atexit"] is None or getattr(type(client), "_atexit", None) is not _ORIGINALS["atexit"]:
+        return "posthog.Client._atexit is missing or was replaced"
+    return None
+
+
+def probe() -> None:
+    """Install, and check the per-client reaches on a client that sends nothing
+    (``doctor``), so the register says what a ``Client`` here would use."""
+    install()
+    attempt(EXIT, lambda: _check_exit(posthog.Client("phc_probe", send=False)), once=False)
+
+
+# -- posthog's context --------------------------------------------------------
+
+_STACK: Any = getattr(posthog_contexts, "_context_stack", None)
+_SCOPE: Any = getattr(posthog_contexts, "ContextScope", None)
+_CURRENT: Any = getattr(posthog_contexts, "_get_current_context", None)
+_SCOPE_API = ("collect_tags", "get_distinct_id", "get_session_id", "get_device_id", "capture_exceptions", "client")
+
+
+def _check_pinning() -> Optional[str]:
+    if not isinstance(_STACK, contextvars.ContextVar) or not callable(_CURRENT) or not isinstance(_SCOPE, type):
+        return "posthog.contexts has no _context_stack, _get_current_context or ContextScope"
+    if (getattr(_CURRENT, "__module__", None), getattr(_CURRENT, "__qualname__", None)) != ("posthog.contexts", "_get_current_context"):
+        return "posthog.contexts._get_current_context is not posthog's own"
+    probe = _SCOPE(None, True, False, None)
+    absent = [name for name in _SCOPE_API if not hasattr(probe, name)]
+    if absent or not isinstance(getattr(probe, "tags", None), dict):
+        return "ContextScope lacks %s" % ", ".join(absent or ["a tags dict"])
+    return None
+
+
+def _never() -> None:
+    return None
+
+
+#: The caller's posthog scope, if any (``None`` when pinning is not in use):
+#: the only cost a call pays outside posthog's contexts is this lookup.
+active_scope: Callable[[], Any] = _STACK.get if attempt(PINNING, _check_pinning) else _never
+
+
+def pinned(context: contextvars.Context) -> contextvars.Context:
+    """``context`` (a fresh copy of the caller's, made while ``active_scope()``)
+    with posthog's scope frozen as it is now."""
+    scope = context.run(_CURRENT)
+    if scope is None:
+        return context
+    frozen = _SCOPE(None, True, scope.capture_exceptions, scope.client)
+    frozen.distinct_id = scope.get_distinct_id()
+    frozen.session_id = scope.get_session_id()
+    frozen.device_id = scope.get_device_id()
+    frozen.tags = scope.collect_tags()
+    context.run(_STACK.set, frozen)
+    return context
+
+
+def _no_context_value() -> Optional[str]:
+    return None
+
+
+_has_identity = attempt(IDENTITY, lambda: missing(posthog_contexts, "get_context_distinct_id", "get_context_session_id"))
+#: posthog's context identity and session (``None`` outside one).
+context_distinct_id: Callable[[], Optional[str]] = (
+    posthog_contexts.get_context_distinct_id if _has_identity else _no_context_value
+)
+context_session_id: Callable[[], Optional[str]] = posthog_contexts.get_context_session_id if _has_identity else _no_context_value
+
+#: posthog drops (with only a log line) an event whose JSON is over this.
+MAX_EVENT_BYTES: int = posthog_consumer.MAX_MSG_SIZE if attempt(EVENT_LIMIT, lambda: missing(posthog_consumer, "MAX_MSG_SIZE")) else 900 * 1024
