@@ -44,8 +44,8 @@ QUIET = 0.0005
 BUSY_POLL = 0.001
 #: How often an idle worker looks for messages anyway: a safety net only, as
 #: the first call of a burst wakes it. Each look costs the process CPU (about
-#: 125 µs on our benchmark VM; 20 looks a second took more CPU than Segment's
-#: and posthog's idle clients together).
+#: 125 µs measured on a 2-vCPU VM): 20 looks a second would take more CPU than
+#: Segment's and posthog's idle clients together.
 IDLE_POLL = 1.0
 #: Past this many waiting messages, deliver even while the app is busy.
 BACKLOG = 1000
@@ -57,10 +57,10 @@ def sharpen_sleeps() -> None:
     """Ask Linux for 1 ns of timer slack, for the calling thread only.
 
     Every sleep on Linux, ``sleep(0)`` included, lasts at least the thread's
-    timer slack: 50 µs by default, about 100 µs measured on our benchmark
-    VM. The worker sleeps between messages to hand the interpreter back to
-    the app, so that slack was CPU time taken out of the app's idle gaps
-    (22 µs a sleep with 1 ns of slack on the same VM).
+    timer slack: 50 µs by default, about 100 µs measured on a 2-vCPU VM. The
+    worker sleeps between messages to hand the interpreter back to the app,
+    so that slack would be CPU time taken out of the app's idle gaps (22 µs a
+    sleep with 1 ns of slack on the same VM).
     """
     if not sys.platform.startswith("linux"):
         return
