@@ -264,8 +264,11 @@ def build(
         context["locale"] = locale
     session_id = _field("sessionId", header(SESSION_ID_HEADER), ID_LIMIT, truncated)
     anonymous_id = sanitise(header(DISTINCT_ID_HEADER), ID_LIMIT)
-    user_id = sanitise(None if user_id is None else str(user_id), ID_LIMIT)
-    # Without a header, the browser's cookies say who the visitor is (see ``identity``).
+    # posthog-js's header names the person its own events go to (after its
+    # identify(), the user's id): server events join that person, and the
+    # logged-in user comes next. Without either, the browser's cookies say
+    # who the visitor is (see ``identity``).
+    user_id = None if anonymous_id else sanitise(None if user_id is None else str(user_id), ID_LIMIT)
     cookies = None if anonymous_id else header("Cookie")
     browser = identity.from_cookies(cookies, identity.project_key()) if cookies else None
     if browser is not None:

@@ -100,7 +100,7 @@ def test_tasks_run_as_the_requests_visitor_and_children_deliver_at_warm_shutdown
     folder, tasks = broker
     client = producer(legs, tasks)
     assert client.get("/enqueue/1", headers=BROWSER).data == b"queued"
-    assert client.get("/enqueue/2", headers={**BROWSER, "X-Test-User": "42"}).data == b"queued"
+    assert client.get("/enqueue/2", headers={"X-POSTHOG-SESSION-ID": "session-7", "X-Test-User": "42"}).data == b"queued"
     with posthog.new_context(capture_exceptions=False):
         posthog.identify_context("posthog-context-user")
         posthog.set_context_session("posthog-session")

@@ -1,7 +1,7 @@
 """Each hook (Django, Flask, ASGI) takes the visitor from the browser's cookies when no
 header names one, through the frameworks' own test clients, checked on both legs' wire.
 
-Order: explicit ids > logged-in user > X-POSTHOG-DISTINCT-ID header > posthog-js cookie > analytics.js cookies.
+Order: explicit ids > X-POSTHOG-DISTINCT-ID header > logged-in user > posthog-js cookie > analytics.js cookies.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ CASES = [
     ("Analytics Js", {"Cookie": "theme=dark; " + AJS}, ("ajs-user", "ajs-user", None, None)),
     ("Header Wins", {"Cookie": PH, "X-POSTHOG-DISTINCT-ID": "header-anon"}, ("header-anon", None, "header-anon", None)),
     ("User Wins", {"Cookie": PH, "X-Test-User": "7"}, ("7", "7", None, "ph-session")),
+    ("Header Over User", {"X-POSTHOG-DISTINCT-ID": "header-anon", "X-Test-User": "7"}, ("header-anon", None, "header-anon", None)),
     ("Hostile Ph", {"Cookie": "ph_phc_test_posthog=%7B%22distinct_id%22%3A" + "[" * 2000 + "; " + AJS}, ("ajs-user", "ajs-user", None, None)),
 ]
 

@@ -39,6 +39,8 @@ BROWSER = {
     "X-POSTHOG-SESSION-ID": "sess-dj",
     "X-POSTHOG-DISTINCT-ID": "anon-dj",
 }
+#: A signed-in user's browser whose posthog-js sends no distinct id (the header would win).
+SIGNED_IN = {k: v for k, v in BROWSER.items() if k != "X-POSTHOG-DISTINCT-ID"}
 
 
 class FakeAuthenticationMiddleware:
@@ -181,8 +183,8 @@ def test_user_id_only_when_opted_in(legs, configured):
     with configured():
         Client().get("/event/NotOpted", headers={**BROWSER, "X-Test-User": "7"})
     with configured(CAPTURE_USER_ID=True):
-        Client().get("/event/Opted", headers={**BROWSER, "X-Test-User": "7"})
-        asyncio.run(AsyncClient().get("/async/AsyncOpted", headers={**BROWSER, "X-Test-User": "8"}))
+        Client().get("/event/Opted", headers={**SIGNED_IN, "X-Test-User": "7"})
+        asyncio.run(AsyncClient().get("/async/AsyncOpted", headers={**SIGNED_IN, "X-Test-User": "8"}))
     events, messages = legs.wait(4)
     assert (messages["NotOpted"]["userId"], messages["NotOpted"]["anonymousId"]) == (None, "anon-dj")
     assert (messages["Opted"]["userId"], messages["Opted"]["anonymousId"]) == ("7", None)

@@ -19,6 +19,8 @@ BROWSER = {
     "X-POSTHOG-SESSION-ID": "0190-session",
     "X-POSTHOG-DISTINCT-ID": "browser-anon-1\x07",
 }
+#: A signed-in user's browser whose posthog-js sends no distinct id (the header would win).
+SIGNED_IN = {k: v for k, v in BROWSER.items() if k != "X-POSTHOG-DISTINCT-ID"}
 
 
 def make_app(legs, **config):
@@ -110,7 +112,7 @@ def test_call_after_the_request_has_no_request_context(legs):
 
 def test_user_id_only_when_opted_in(legs):
     app = make_app(legs, CAPTURE_USER_ID=lambda: request.headers.get("X-Test-User"))
-    app.test_client().get("/event/Signed", headers={"X-Test-User": "42", **BROWSER})
+    app.test_client().get("/event/Signed", headers={"X-Test-User": "42", **SIGNED_IN})
     events, messages = legs.wait(1)
     assert messages["Signed"]["userId"] == "42" and messages["Signed"]["anonymousId"] is None
     assert legs.posthog.events[0]["distinct_id"] == "42"
