@@ -7,10 +7,13 @@ and PostHog gets a key only here, so both legs are sent to one loopback
 ``SEGMENT_SUITE_SHIM=1`` runs the suite against analytics_posthog installed
 as ``segment.analytics`` (``install_as_segment()``), with a PostHog key in the
 environment so every ``Client`` the tests make delivers to both legs; without
-it, against Segment's own client. ``SEGMENT_SUITE_DESELECT`` lists test ids
-(``test_file.py::Class::test``, one a line) not to run.
+it, against Segment's own client. ``SEGMENT_SUITE_SEGMENT_ONLY`` lists test ids
+(``test_file.py::Class::test``, one a line) run with no PostHog key, as a team
+that has only Segment's key configured.
 ``SEGMENT_SUITE_OUTCOMES`` names a JSON file that receives
-``{test id: "passed" | "failed" | "skipped"}``.
+``{"outcomes": {test id: "passed" | "failed" | "skipped"}, "posthog_events": n}``
+(how many events the PostHog leg delivered, so that a run whose second leg
+never sent anything cannot pass for one that did).
 
 Segment's tests leave about forty clients behind, whose exit handlers each
 wait out an upload interval (some 20 s in all): once the outcomes are written
@@ -22,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
 from requests.adapters import HTTPAdapter
@@ -67,24 +70,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
     segment.analytics.request._session.mount(SEGMENT_API, LoopbackAdapter(server.url))
     if os.environ.get("SEGMENT_SUITE_SHIM") == "1":
-        os.environ["POSTHOG_API_KEY"] = "phc_segment_suite"
         os.environ["POSTHOG_HOST"] = server.url
         import analytics_posthog
 
         analytics_posthog.install_as_segment()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
-    deselect = set(os.environ.get("SEGMENT_SUITE_DESELECT", "").split())
-    dropped = [item for item in items if test_id(item.nodeid) in deselect]
-    if dropped:
-        items[:] = [item for item in items if item not in dropped]
-        config.hook.pytest_deselected(items=dropped)
-
-
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the test's own set-up, where its clients are made."""
     if item.nodeid.endswith(SLOW_SERVER_TESTS):
         _server["capture"].hang(0.05, leg="segment", times=1)
+    if os.environ.get("SEGMENT_SUITE_SHIM") == "1":
+        segment_only = set(os.environ.get("SEGMENT_SUITE_SEGMENT_ONLY", "").split())
+        if test_id(item.nodeid) in segment_only:
+            os.environ.pop("POSTHOG_API_KEY", None)
+        else:
+            os.environ["POSTHOG_API_KEY"] = "phc_segment_suite"
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
@@ -104,7 +106,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = os.environ.get("SEGMENT_SUITE_OUTCOMES")
     if path:
         with open(path, "w") as out:
-            json.dump(_outcomes, out, indent=1, sort_keys=True)
+            json.dump({"outcomes": _outcomes, "posthog_events": _server["capture"].event_count}, out, indent=1, sort_keys=True)
 
 
 @pytest.hookimpl(trylast=True)
