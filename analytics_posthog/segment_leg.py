@@ -79,6 +79,10 @@ class SegmentLeg:
         """Size ``msg`` exactly as this leg sends it, when it comes (``message.near_limit``)."""
         self._near_limit.add(msg["messageId"])
 
+    def forget(self, msg: Message) -> None:
+        """``msg`` will never come (our queue turned it away): its id must not stay behind."""
+        self._near_limit.discard(msg["messageId"])
+
     @property
     def host(self) -> str:
         return self.client.host or SEGMENT_DEFAULT_HOST

@@ -119,3 +119,18 @@ def test_ordinary_messages_keep_the_marshal_path(monkeypatch):
     client.track("u1", "Order", {"total": 10**18, "ids": [2**63, -(2**70)], "url": "https://example.com/" + "p" * 300})
     client.track("u1", "Page", {"title": "l" * 40, "path": "/" * 5, "referrer": "x" * 1500})
     assert checked == []
+
+
+def test_a_near_limit_message_turned_away_leaves_nothing_behind(capture_server, segment_server):
+    """The Segment leg keeps the id of each message it must size again until
+    that message comes; one our full queue turns away never comes."""
+    base = message.json_size(Client(send=False).track("u1", "Near the limit", {"pad": ""})[1])
+    near = {"pad": "x" * (MAX_MSG_SIZE - base - 20)}
+    capture_server.hang(1, leg="posthog")
+    client = Client("wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url, max_queue_size=2)
+    results = [client.track("u1", "Near the limit", near)[0] for _ in range(40)]
+    assert results.count(False) > 0 and results.count(True) > 0
+    capture_server.restore()
+    assert finishes(client.flush)
+    assert client.delivery._segment._near_limit == set()
+    assert finishes(client.shutdown)
