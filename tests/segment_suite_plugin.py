@@ -9,7 +9,9 @@ as ``segment.analytics`` (``install_as_segment()``), with a PostHog key in the
 environment so every ``Client`` the tests make delivers to both legs; without
 it, against Segment's own client. ``SEGMENT_SUITE_SEGMENT_ONLY`` lists test ids
 (``test_file.py::Class::test``, one a line) run with no PostHog key, as a team
-that has only Segment's key configured.
+that has only Segment's key configured. ``SEGMENT_SUITE_SHARD=k/n`` runs
+only every n-th collected test, starting at the k-th (from 0), so that one
+slow file can be run as n processes side by side.
 ``SEGMENT_SUITE_OUTCOMES`` names a JSON file that receives
 ``{"outcomes": {test id: "passed" | "failed" | "skipped"}, "posthog_events": n}``
 (how many events the PostHog leg delivered, so that a run whose second leg
@@ -25,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 from requests.adapters import HTTPAdapter
@@ -74,6 +76,15 @@ def pytest_configure(config: pytest.Config) -> None:
         import analytics_posthog
 
         analytics_posthog.install_as_segment()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    shard, _, shards = os.environ.get("SEGMENT_SUITE_SHARD", "0/1").partition("/")
+    kept = items[int(shard) :: int(shards)]
+    dropped = [item for item in items if item not in kept]
+    if dropped:
+        items[:] = kept
+        config.hook.pytest_deselected(items=dropped)
 
 
 @pytest.hookimpl(tryfirst=True)

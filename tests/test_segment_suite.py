@@ -54,20 +54,26 @@ SEGMENT_ONLY = {
 SUITE_SIZE = 140
 
 
-#: The suite in two parts run side by side (its time is mostly waiting:
-#: test_consumer.py takes about 26 s, the other files about 16 s).
+#: The suite in parts run side by side, each ``(files, shard)``: its time is
+#: mostly waiting (test_consumer.py about 26 s alone, the other files about
+#: 16 s), so test_consumer.py's tests are dealt into two shards.
 SLOWEST = "test_consumer.py"
-PARTS = ([SLOWEST], sorted(path.name for path in SUITE.glob("test_*.py") if path.name != SLOWEST))
+PARTS = (
+    ([SLOWEST], "0/2"),
+    ([SLOWEST], "1/2"),
+    (sorted(path.name for path in SUITE.glob("test_*.py") if path.name != SLOWEST), "0/1"),
+)
 
 
-def start_suite(tmp_path: Path, shim: bool, files: List[str]) -> "tuple[subprocess.Popen[bytes], Path]":
-    outcomes = tmp_path / ("%s-%s.json" % ("shim" if shim else "segment", files[0]))
+def start_suite(tmp_path: Path, shim: bool, files: List[str], shard: str) -> "tuple[subprocess.Popen[bytes], Path]":
+    outcomes = tmp_path / ("%s-%s-%s.json" % ("shim" if shim else "segment", files[0], shard.replace("/", "of")))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
         "SEGMENT_SUITE_OUTCOMES": str(outcomes),
         "SEGMENT_SUITE_SHIM": "1" if shim else "",
         "SEGMENT_SUITE_SEGMENT_ONLY": "\n".join(SEGMENT_ONLY),
+        "SEGMENT_SUITE_SHARD": shard,
     }
     for name in ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST", "SEGMENT_WRITE_KEY"):
         env.pop(name, None)
@@ -79,10 +85,10 @@ def start_suite(tmp_path: Path, shim: bool, files: List[str]) -> "tuple[subproce
 
 def run_suite(tmp_path: Path) -> "tuple[Dict[str, str], Dict[str, str], Dict[bool, int]]":
     """Outcomes with Segment's own client and under the shim, and the PostHog events each run delivered."""
-    runs = {(shim, files[0]): start_suite(tmp_path, shim, files) for shim in (False, True) for files in PARTS}
+    runs = {(shim, files[0], shard): start_suite(tmp_path, shim, files, shard) for shim in (False, True) for files, shard in PARTS}
     outcomes: Dict[bool, Dict[str, str]] = {False: {}, True: {}}
     posthog_events = {False: 0, True: 0}
-    for (shim, _), (process, path) in runs.items():
+    for (shim, _, _), (process, path) in runs.items():
         output, _ = process.communicate(timeout=240)
         assert path.exists(), output.decode(errors="replace")[-3000:]
         result = json.loads(path.read_text())
