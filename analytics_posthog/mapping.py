@@ -10,6 +10,8 @@ is one of its rules.
 
 from __future__ import annotations
 
+import json
+
 import re
 import uuid
 from dataclasses import dataclass
@@ -194,6 +196,18 @@ def to_posthog(msg: Mapping[str, Any], group_type: str = DEFAULT_GROUP_TYPE) -> 
     )
 
 
+def json_key(key: Any) -> str:
+    """A dict key as JSON writes it: Segment's client accepts keys that are
+    not strings (``{1: ...}``), and Segment's destination only ever saw them
+    as JSON's strings."""
+    if isinstance(key, str):
+        return key
+    try:
+        return next(iter(json.loads(json.dumps({key: None}))))
+    except (TypeError, ValueError):
+        return str(key)
+
+
 def context_properties(context: Mapping[str, Any], type_: str, group_type: str) -> Dict[str, Any]:
     """PostHog properties derived from a Segment ``context``."""
     properties: Dict[str, Any] = {}
@@ -205,7 +219,8 @@ def context_properties(context: Mapping[str, Any], type_: str, group_type: str) 
     campaign = context.get("campaign")
     if type(campaign) is dict:
         for key, value in campaign.items():
-            properties[CAMPAIGN_PREFIX + CAMPAIGN_RENAMES.get(key, key)] = value
+            name = json_key(key)
+            properties[CAMPAIGN_PREFIX + CAMPAIGN_RENAMES.get(name, name)] = value
     group_id = context.get("groupId")
     if group_id is not None:
         properties["$groups"] = {group_type: group_id}
@@ -214,7 +229,7 @@ def context_properties(context: Mapping[str, Any], type_: str, group_type: str) 
         properties["$set"] = dict(traits)
     for key, value in context.items():
         if key not in NOT_KEPT_WHOLE:
-            properties["segment_" + key] = value
+            properties["segment_" + json_key(key)] = value
     return properties
 
 
