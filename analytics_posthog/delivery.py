@@ -132,7 +132,7 @@ class Delivery:
         for leg, accepted, error in results:
             if error is not None:
                 log.error("%s leg failed to deliver %s: %s", leg.name, msg["type"], error)
-                self._stats.add(leg.name, "failed")
+                self._stats.add(leg.name, "refused")
                 self._report(error, [msg])
                 delivered = False
                 continue
@@ -143,7 +143,7 @@ class Delivery:
             if self.sync_mode:
                 failure = DeliveryError("the %s leg did not deliver a %s message (its log says why)" % (leg.name, msg["type"]))
                 log.error("%s", failure)
-                self._stats.add(leg.name, "failed")
+                self._stats.add(leg.name, "refused")
                 self._report(failure, [msg])
             else:
                 self._dropped([leg.name], [msg], QueueFull("the %s leg's queue is full" % leg.name))

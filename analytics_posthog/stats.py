@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Dict, Iterable
 
-COUNTERS = ("accepted", "retried", "dropped", "failed")
+COUNTERS = ("accepted", "retried", "dropped", "failed", "refused")
 
 
 class DeliveryStats:
@@ -22,7 +22,9 @@ class DeliveryStats:
         (handed to the leg, no longer queued there and not failed), ``retried``
         (attempts the leg's client repeated after a failed one), ``dropped``
         (never handed over: a full queue, or exit came first) and ``failed``
-        (the leg gave up after its retries)."""
+        (the leg gave up after its retries, or refused the message when it was
+        handed over: counted as ``refused`` inside, since it was never
+        accepted and must not be taken off ``delivered``)."""
         with self._lock:
             counts = {leg: dict(c) for leg, c in self._counts.items()}
         return {
@@ -31,7 +33,7 @@ class DeliveryStats:
                 "delivered": max(0, c["accepted"] - c["failed"] - leg_pending[leg]),
                 "retried": c["retried"],
                 "dropped": c["dropped"],
-                "failed": c["failed"],
+                "failed": c["failed"] + c["refused"],
             }
             for leg, c in counts.items()
         }

@@ -87,6 +87,7 @@ def test_a_message_only_the_segment_legs_fields_take_over_the_limit_is_reported(
     assert "over Segment's" in str(errors[0][0])
     stats = client.stats()
     assert (stats["segment"]["failed"], stats["segment"]["queued"], stats["posthog"]["failed"]) == (1, 0, 0)
+    assert (stats["segment"]["delivered"], stats["posthog"]["delivered"]) == (1, 2)
     assert finishes(client.shutdown)
 
 
