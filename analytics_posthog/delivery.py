@@ -79,9 +79,9 @@ class Delivery:
         mode: delivered by every leg); ``False`` when it was not, after it was
         counted, reported and logged."""
         if not self._closed:
-            sized = self._segment is not None and message.near_limit(msg)
-            if sized:
-                self._segment.check_size_of(msg)
+            sized = self._segment if self._segment is not None and message.near_limit(msg) else None
+            if sized is not None:
+                sized.check_size_of(msg)
             if self.sync_mode:
                 delivered = self._deliver(msg)
                 for leg in self.legs:
@@ -89,8 +89,8 @@ class Delivery:
                 return delivered
             if self.dispatcher.put(msg):
                 return True
-            if sized:
-                self._segment.forget(msg)
+            if sized is not None:
+                sized.forget(msg)
         if self._closed:
             self._dropped([leg.name for leg in self.legs], [msg], ClientClosed("the client was shut down (join() or shutdown())"))
         else:

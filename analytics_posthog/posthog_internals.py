@@ -160,7 +160,7 @@ def _fast_clean() -> None:
 
 def _check_encode() -> Optional[str]:
     encode = _ORIGINALS["encode"]
-    if encode is None or posthog_request.DatetimeSerializer.__dict__.get("encode") is not encode:
+    if posthog_request.DatetimeSerializer.__dict__.get("encode") is not encode or encode is None:
         return "posthog.request.DatetimeSerializer has no encode of its own, or it was replaced"
     if list(inspect.signature(encode).parameters) != ["self", "o"]:
         return "DatetimeSerializer.encode%s is not encode(self, o)" % inspect.signature(encode)
@@ -168,7 +168,7 @@ def _check_encode() -> Optional[str]:
 
 
 def _finite_first_encode() -> None:
-    posthog_request.DatetimeSerializer.encode = finite_first(_ORIGINALS["encode"])  # type: ignore[method-assign]
+    posthog_request.DatetimeSerializer.encode = finite_first(_ORIGINALS["encode"])  # type: ignore[method-assign,assignment]
 
 
 def _check_context_os() -> Optional[str]:
@@ -230,7 +230,7 @@ def _watch_attempts() -> None:
         (posthog_consumer, "batch_post", getattr(posthog_request, "batch_post", None)),
         (posthog_capture_v1, "_post_v1", getattr(posthog_capture_v1, "_post_v1", None)),
     ):
-        if original is not None and getattr(module, name, None) is original:
+        if getattr(module, name, None) is original and original is not None:
             setattr(module, name, retries.watched_post(original))
 
 

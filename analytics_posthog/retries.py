@@ -29,9 +29,12 @@ import random
 import threading
 import time
 import weakref
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from analytics_posthog import outages
+
+if TYPE_CHECKING:
+    from analytics_posthog.legs import Leg
 
 log = logging.getLogger("analytics_posthog")
 
@@ -41,19 +44,10 @@ JITTER = 0.1
 POSTHOG_MAX_WAIT = 30
 
 
-class Watched(Protocol):
-    name: str
-    host: Optional[str]
-
-    def runs_on(self, thread: threading.Thread) -> bool: ...
-
-    def retried(self) -> None: ...
-
-
 _watched: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
-def watch(leg: Watched) -> None:
+def watch(leg: Leg) -> None:
     """Count the retries of ``leg``'s consumer threads."""
     _watched.add(leg)
 
@@ -63,7 +57,7 @@ def jitter(attempt_index: int, cap: float = POSTHOG_MAX_WAIT) -> float:
     return random.uniform(0, JITTER * min(2**attempt_index, cap))
 
 
-def _leg_of_this_thread() -> Optional[Watched]:
+def _leg_of_this_thread() -> Optional[Leg]:
     thread = threading.current_thread()
     for leg in list(_watched):
         if leg.runs_on(thread):
