@@ -10,8 +10,8 @@ is one of its rules.
 
 from __future__ import annotations
 
+import hashlib
 import json
-
 import re
 import uuid
 from dataclasses import dataclass
@@ -115,8 +115,18 @@ class PostHogEvent:
 
 
 def event_uuid(message_id: str) -> str:
-    """The uuid Segment's PostHog destination gives the event of ``message_id``."""
-    return str(uuid.uuid5(UUID_NAMESPACE, message_id))
+    """The uuid Segment's PostHog destination gives the event of ``message_id``:
+    ``uuid.uuid5(UUID_NAMESPACE, message_id)``, written out from the SHA-1
+    digest directly (it runs once per event: the ``UUID`` object and its
+    ``str`` cost more than the hash)."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + message_id.encode()).digest()
+    hexed = (
+        digest[:6] + bytes((0x50 | (digest[6] & 0x0F),)) + digest[7:8] + bytes((0x80 | (digest[8] & 0x3F),)) + digest[9:16]
+    ).hex()
+    return "%s-%s-%s-%s-%s" % (hexed[:8], hexed[8:12], hexed[12:16], hexed[16:20], hexed[20:])
+
+
+_NAMESPACE_BYTES = UUID_NAMESPACE.bytes
 
 
 def posthog_enabled(integrations: Optional[Mapping[str, Any]]) -> bool:
@@ -211,15 +221,22 @@ def json_key(key: Any) -> str:
 def context_properties(context: Mapping[str, Any], type_: str, group_type: str) -> Dict[str, Any]:
     """PostHog properties derived from a Segment ``context``."""
     properties: Dict[str, Any] = {}
+    kept: Dict[str, Any] = {}
     for key, value in context.items():
-        for rest, name in _CONTEXT_INDEX.get(key, ()):
-            found = _lookup(value, rest)
-            if found is not None:
-                properties[name] = found
+        if type(key) is not str:
+            key = json_key(key)
+        paths = _CONTEXT_INDEX.get(key)
+        if paths is not None:
+            for rest, name in paths:
+                found = _lookup(value, rest)
+                if found is not None:
+                    properties[name] = found
+        if key not in NOT_KEPT_WHOLE:
+            kept["segment_" + key] = value
     campaign = context.get("campaign")
     if type(campaign) is dict:
         for key, value in campaign.items():
-            name = json_key(key)
+            name = key if type(key) is str else json_key(key)
             properties[CAMPAIGN_PREFIX + CAMPAIGN_RENAMES.get(name, name)] = value
     group_id = context.get("groupId")
     if group_id is not None:
@@ -227,9 +244,7 @@ def context_properties(context: Mapping[str, Any], type_: str, group_type: str) 
     traits = context.get("traits")
     if type_ in TRAITS_AS_SET and isinstance(traits, dict) and traits:
         properties["$set"] = dict(traits)
-    for key, value in context.items():
-        if key not in NOT_KEPT_WHOLE:
-            properties["segment_" + json_key(key)] = value
+    properties.update(kept)
     return properties
 
 
@@ -256,6 +271,12 @@ def _put_given(properties: Dict[str, Any], name: str, value: Any) -> None:
 def _lookup(value: Any, path: Tuple[str, ...]) -> Any:
     """Segment's ``clean`` turns every mapping into a plain ``dict``, so an
     exact type check is enough (and far cheaper than an ABC check)."""
+    if not path:
+        return value
+    if type(value) is not dict:
+        return None
+    if len(path) == 1:
+        return value.get(path[0])
     for key in path:
         if type(value) is not dict:
             return None

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import datetime, timezone
 
 import pytest
 
 from analytics_posthog import message
-from analytics_posthog.mapping import event_uuid, posthog_enabled, segment_integrations, to_posthog
+from analytics_posthog.mapping import UUID_NAMESPACE, event_uuid, posthog_enabled, segment_integrations, to_posthog
 
 T = datetime(2024, 5, 17, 9, 30, 15, 123000, tzinfo=timezone.utc)
 
 
 def test_uuid_test_vector():
     assert event_uuid("ajs-f8ca1e4de5024d9430b3928bd8ac6b96") == "2e1e762e-c318-5c5b-a96e-955e840a3cf2"
+
+
+def test_uuid_is_uuid5_in_the_destinations_namespace():
+    rng = random.Random(5)
+    alphabet = "abcdef0123456789-_ éü😀\x00"
+    for _ in range(5000):
+        message_id = "".join(rng.choice(alphabet) for _ in range(rng.randrange(60)))
+        assert event_uuid(message_id) == str(uuid.uuid5(UUID_NAMESPACE, message_id))
 
 
 def test_track():
