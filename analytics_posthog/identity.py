@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, TypeGuard, Union
 from urllib.parse import unquote
 
-# The module, not its names: ``request_context`` imports this module while it loads.
-from analytics_posthog import request_context
+from analytics_posthog.request_fields import ID_LIMIT, sanitise
 
 #: Only this much of a ``Cookie`` header is read (browsers send at most a few KB).
 HEADER_LIMIT = 8192
@@ -146,7 +145,7 @@ def _json(raw: Optional[str], url_encoded: bool = True) -> Any:
 
 
 def _id(value: Any) -> Optional[str]:
-    return request_context.sanitise(value, request_context.ID_LIMIT) if isinstance(value, str) else None
+    return sanitise(value, ID_LIMIT) if isinstance(value, str) else None
 
 
 def _number(value: Any) -> TypeGuard[Union[int, float]]:

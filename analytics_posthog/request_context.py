@@ -9,16 +9,14 @@ asyncio task, and a queued message keeps it because the context is merged into
 the message when the call is made.
 
 Framework-free on purpose: the hooks only read their framework's request and
-pass plain strings here, so the parsing rules (which IP to trust, how the page
-is described, how headers are sanitised) are the same for all three.
+pass plain strings here, so the parsing rules (which IP to trust, in
+``client_ip``; how the page is described and headers are sanitised, in
+``request_fields``) are the same for all three.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
-import re
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import (
@@ -33,31 +31,16 @@ from typing import (
     Mapping,
     Optional,
     Tuple,
-    Union,
 )
 
 from analytics_posthog import identity
-
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
-#: How the app is reached: ``0`` (directly, the default: forwarding headers are
-#: ignored, since anyone can send them), a number of proxy hops in front of it,
-#: or the proxies' addresses/networks.
-Trust = Union[int, Tuple[IPNetwork, ...]]
+from analytics_posthog.client_ip import Trust, client_ip
+from analytics_posthog.request_fields import ID_LIMIT, USER_AGENT_LIMIT, first_language, sanitise, sanitise_field, sanitise_page
 
 #: posthog-js sends these with fetch/XHR requests to hosts listed in its
 #: ``__add_tracing_headers`` option, linking backend events to the browser session.
 SESSION_ID_HEADER = "X-POSTHOG-SESSION-ID"
 DISTINCT_ID_HEADER = "X-POSTHOG-DISTINCT-ID"
-
-#: What a request adds ends up in every event of the request. Each field is
-#: capped in bytes of the JSON both legs send (``ensure_ascii``: a non-ASCII
-#: character costs 6 or 12), so everything the hook adds stays under 10 KB and
-#: the caller keeps over 22 KB of Segment's 32 KB message limit.
-ID_LIMIT = 200
-USER_AGENT_LIMIT = 1024
-URL_LIMIT = 2048
-LOCALE_LIMIT = 35
 
 #: Context key listing the hook's fields that were cut to their limit
 #: (``["page.url", "userAgent"]``); PostHog gets it as ``segment_requestTruncated``.
@@ -70,11 +53,6 @@ OMITTED_KEY = "requestOmitted"
 _TOO_LARGE = "Message exceeds"
 
 log = logging.getLogger("analytics_posthog")
-
-#: Control characters, and surrogates: a ``str`` holds them only unpaired,
-#: which no encoder accepts.
-_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*")
 
 Header = Callable[[str], Optional[str]]
 
@@ -255,14 +233,14 @@ def build(
     ip = client_ip(peer, header("X-Forwarded-For"), header("X-Real-IP"), trust)
     if ip:
         context["ip"] = ip
-    user_agent = _field("userAgent", header("User-Agent"), USER_AGENT_LIMIT, truncated)
+    user_agent = sanitise_field("userAgent", header("User-Agent"), USER_AGENT_LIMIT, truncated)
     if user_agent:
         context["userAgent"] = user_agent
-    context["page"] = _page(url, path, query, header("Referer"), truncated)
+    context["page"] = sanitise_page(url, path, query, header("Referer"), truncated)
     locale = first_language(header("Accept-Language"))
     if locale:
         context["locale"] = locale
-    session_id = _field("sessionId", header(SESSION_ID_HEADER), ID_LIMIT, truncated)
+    session_id = sanitise_field("sessionId", header(SESSION_ID_HEADER), ID_LIMIT, truncated)
     anonymous_id = sanitise(header(DISTINCT_ID_HEADER), ID_LIMIT)
     # posthog-js's header names the person its own events go to (after its
     # identify(), the user's id): server events join that person, and the
@@ -279,131 +257,3 @@ def build(
     if truncated:
         context[TRUNCATED_KEY] = truncated
     return RequestContext(context=context, user_id=user_id, anonymous_id=anonymous_id)
-
-
-def page(url: Optional[str], path: str, query: str, referrer: Optional[str]) -> Dict[str, str]:
-    """Segment's ``context.page``, as analytics.js would describe this URL."""
-    return _page(url, path, query, referrer, [])
-
-
-def _page(url: Optional[str], path: str, query: str, referrer: Optional[str], truncated: List[str]) -> Dict[str, str]:
-    described: Dict[str, str] = {}
-    for key, value in (("url", url), ("path", path), ("search", "?" + query if query else None), ("referrer", referrer)):
-        value = _field("page." + key, value, URL_LIMIT, truncated)
-        if value:
-            described[key] = value
-    return described
-
-
-def _field(name: str, value: Optional[str], limit: int, truncated: List[str]) -> Optional[str]:
-    """``sanitise``, noting ``name`` in ``truncated`` when the value was cut."""
-    if not value:
-        return None
-    whole = _strip(value)
-    fitted = _fit(whole, limit)
-    if fitted != whole:
-        truncated.append(name)
-    return fitted or None
-
-
-def sanitise(value: Optional[str], limit: int) -> Optional[str]:
-    """A header value safe to put in an event: no control characters or lone
-    surrogates, at most ``limit`` bytes of JSON."""
-    return _field("", value, limit, [])
-
-
-def _strip(value: str) -> str:
-    return _UNSENDABLE.sub("", value).strip()
-
-
-def _fit(value: str, limit: int) -> str:
-    """The longest prefix of ``value`` whose JSON string (as both legs encode
-    it, ``ensure_ascii``) is at most ``limit`` bytes, quotes not counted."""
-    if len(value) * 12 <= limit or _json_size(value) <= limit:
-        return value
-    # Every character costs at least one byte: no longer prefix can fit.
-    low, high = 0, min(len(value), limit)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if _json_size(value[:middle]) <= limit:
-            low = middle
-        else:
-            high = middle - 1
-    return value[:low]
-
-
-def _json_size(value: str) -> int:
-    return len(json.dumps(value)) - 2
-
-
-def first_language(accept_language: Optional[str]) -> Optional[str]:
-    """The first language an ``Accept-Language`` header lists (``*`` is no language)."""
-    if not accept_language:
-        return None
-    first = accept_language.split(",", 1)[0].split(";", 1)[0].strip()
-    match = _LANGUAGE.fullmatch(first)
-    return first[:LOCALE_LIMIT] if match else None
-
-
-def parse_trust(value: Union[None, bool, int, str, Iterable[str]]) -> Trust:
-    """The ``trusted_proxies`` setting: a hop count, or addresses/networks (a list or a comma-separated string)."""
-    if value is None or value is False:
-        return 0
-    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
-        raise ValueError("trusted_proxies must be a number of proxy hops (0 or more) or proxy addresses/networks, not %r" % (value,))
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        value = value.strip()
-        if value.isdigit():
-            return int(value)
-        value = value.split(",")
-    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value if part.strip())
-
-
-def client_ip(peer: Optional[str], forwarded_for: Optional[str], real_ip: Optional[str], trust: Trust) -> Optional[str]:
-    """The end user's address.
-
-    The peer is the user unless the app said it sits behind proxies. With a
-    hop count ``n``, the ``n``-th ``X-Forwarded-For`` entry from the right is
-    the one the outermost trusted proxy saw. With proxy networks, the chain is
-    walked from the peer leftwards while the hop is a trusted proxy, and the
-    first untrusted address is the user (entries further left are whatever the
-    client claimed). ``X-Real-IP`` stands in for a missing ``X-Forwarded-For``.
-    """
-    peer_ip = _ip(peer)
-    if not trust or peer_ip is None:
-        return peer_ip
-    header = forwarded_for if forwarded_for and forwarded_for.strip() else real_ip
-    chain = [entry.strip() for entry in header.split(",")] if header else []
-    if isinstance(trust, int):
-        return (_ip(chain[-trust]) if len(chain) >= trust else None) or peer_ip
-    client = peer_ip
-    for entry in reversed(chain):
-        if not _trusted(client, trust):
-            break
-        hop = _ip(entry)
-        if hop is None:
-            break
-        client = hop
-    return client
-
-
-def _trusted(address: str, networks: Tuple[IPNetwork, ...]) -> bool:
-    ip = ipaddress.ip_address(address)
-    return any(ip in network for network in networks)
-
-
-def _ip(value: Optional[str]) -> Optional[str]:
-    """``value`` as a normalised IP address (ports and IPv6 brackets removed), or ``None``."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.startswith("["):
-        value = value[1:].partition("]")[0]
-    elif value.count(":") == 1:
-        value = value.partition(":")[0]
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return None

@@ -20,7 +20,8 @@ from typing import Optional
 
 from analytics_posthog import request_context
 from analytics_posthog.posthog_internals import context_distinct_id, context_session_id
-from analytics_posthog.request_context import ID_LIMIT, RequestContext, sanitise
+from analytics_posthog.request_context import RequestContext
+from analytics_posthog.request_fields import ID_LIMIT, sanitise
 
 
 def current() -> Optional[RequestContext]:

@@ -8,7 +8,7 @@ from typing import Any, Tuple
 from segment.analytics.consumer import MAX_MSG_SIZE
 
 import analytics_posthog
-from analytics_posthog import request_context
+from analytics_posthog import request_context, request_fields
 
 #: Bytes 0x80-0xFF as a server hands them to an app (latin-1): 6 bytes of JSON each.
 HOSTILE = bytes(range(0x80, 0x100)).decode("latin-1") * 40
@@ -39,11 +39,11 @@ def assert_hostile(legs: Any, body: str, truncated: Tuple[str, ...]) -> None:
     assert set(truncated) <= set(context[request_context.TRUNCATED_KEY])
     assert event["segment_" + request_context.TRUNCATED_KEY] == context[request_context.TRUNCATED_KEY]
     assert message["anonymousId"] == "anon-hostile" and event["$current_url"] == context["page"]["url"]
-    limits = {"userAgent": request_context.USER_AGENT_LIMIT, "sessionId": request_context.ID_LIMIT}
+    limits = {"userAgent": request_fields.USER_AGENT_LIMIT, "sessionId": request_fields.ID_LIMIT}
     fields = {"userAgent": context.get("userAgent"), "sessionId": context.get("sessionId"), **{"page." + k: v for k, v in context["page"].items()}}
     for name, value in fields.items():
         if value is not None:
-            assert len(json.dumps(value)) - 2 <= limits.get(name, request_context.URL_LIMIT), name
+            assert len(json.dumps(value)) - 2 <= limits.get(name, request_fields.URL_LIMIT), name
     assert len(json.dumps(message)) < MAX_MSG_SIZE
     big, big_event = messages["Big"], events["Big"]
     assert big["context"][request_context.OMITTED_KEY] is True and "page" not in big["context"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import analytics_posthog
-from analytics_posthog import request_context
-from analytics_posthog.request_context import RequestContext, Trust
+from analytics_posthog.client_ip import Trust, parse_trust
+from analytics_posthog.request_context import RequestContext
 
 log = logging.getLogger("analytics_posthog")
 
@@ -50,7 +50,7 @@ PageSkip = Tuple[Union[str, "re.Pattern[str]"], ...]
 class HookOptions:
     """How a hook treats requests; everything that sends more than the calls the app makes is off by default."""
 
-    #: See ``request_context.parse_trust``.
+    #: See ``client_ip.parse_trust``.
     trusted_proxies: Trust = 0
     #: Take the user id of calls that name nobody from the framework's authenticated
     #: user (``True``), or from this callable (Flask); off: no personal data unasked.
@@ -75,7 +75,7 @@ class HookOptions:
         if unknown:
             raise ValueError("%s: unknown setting(s) %s; known: %s" % (source, ", ".join(unknown), ", ".join(sorted(KNOWN_SETTINGS))))
         return cls(
-            trusted_proxies=request_context.parse_trust(settings.get("TRUSTED_PROXIES")),
+            trusted_proxies=parse_trust(settings.get("TRUSTED_PROXIES")),
             capture_user_id=settings.get("CAPTURE_USER_ID", False),
             page_calls=bool(settings.get("PAGE_CALLS", False)),
             page_skip=tuple(settings.get("PAGE_SKIP", DEFAULT_PAGE_SKIP)),

@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterable, Optional, Union
 from urllib.parse import quote
 
 from analytics_posthog import integrations, request_context
+from analytics_posthog.client_ip import parse_trust
 from analytics_posthog.integrations import DEFAULT_PAGE_SKIP, HookOptions, PageSkip
 from analytics_posthog.integrations.lifespan import (
     ASGIApp,
@@ -49,7 +50,7 @@ class AnalyticsMiddleware:
     ) -> None:
         self.app = app
         self.options = HookOptions(
-            trusted_proxies=request_context.parse_trust(trusted_proxies),
+            trusted_proxies=parse_trust(trusted_proxies),
             capture_user_id=capture_user_id,
             page_calls=page_calls,
             page_skip=tuple(page_skip),

@@ -40,13 +40,8 @@ from celery import Celery, signals
 import analytics_posthog
 from analytics_posthog import request_context, visitor
 from analytics_posthog.client import Client
-from analytics_posthog.request_context import (
-    DISTINCT_ID_HEADER,
-    ID_LIMIT,
-    SESSION_ID_HEADER,
-    RequestContext,
-    sanitise,
-)
+from analytics_posthog.request_context import DISTINCT_ID_HEADER, SESSION_ID_HEADER, RequestContext
+from analytics_posthog.request_fields import ID_LIMIT, sanitise
 
 log = logging.getLogger("analytics_posthog")
 
