@@ -28,13 +28,9 @@ _UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*")
 
 
-def page(url: Optional[str], path: str, query: str, referrer: Optional[str]) -> Dict[str, str]:
-    """Segment's ``context.page``, as analytics.js would describe this URL."""
-    return sanitise_page(url, path, query, referrer, [])
-
-
 def sanitise_page(url: Optional[str], path: str, query: str, referrer: Optional[str], truncated: List[str]) -> Dict[str, str]:
-    """``page``, noting each field that was cut (``page.url``, ...) in ``truncated``."""
+    """Segment's ``context.page``, as analytics.js would describe this URL,
+    noting each field that was cut (``page.url``, ...) in ``truncated``."""
     described: Dict[str, str] = {}
     for key, value in (("url", url), ("path", path), ("search", "?" + query if query else None), ("referrer", referrer)):
         value = sanitise_field("page." + key, value, URL_LIMIT, truncated)
