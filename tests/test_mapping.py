@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from shapes import calls
 
 from analytics_posthog import message
 from analytics_posthog.mapping import UUID_NAMESPACE, event_uuid, posthog_enabled, segment_integrations, to_posthog
@@ -299,31 +300,7 @@ def test_context_keys_that_are_not_strings_are_named_as_json_writes_them():
 
 
 def test_any_message_segments_client_accepts_maps_without_raising():
-    """Seeded random contexts, properties and traits of every shape JSON
-    allows (and keys that are not strings): the mapping runs on the
-    dispatcher's thread, where an exception would cost the event."""
-    rng = random.Random(20261130)
-    keys = [*FULL_CONTEXT, "session_id", "sessionId", "url", "path", "name", "utm_name", "browser", "$set", "$groups", 1, 2.5, True, None, ""]
-    leaves = ["x", "", 0, -1, 1.5, float("nan"), True, None, "http://example.com/a?b=c", 10**30]
-
-    def value(depth: int = 0):
-        roll = rng.random()
-        if depth < 3 and roll < 0.35:
-            return {rng.choice(keys): value(depth + 1) for _ in range(rng.randrange(4))}
-        if depth < 3 and roll < 0.45:
-            return [value(depth + 1) for _ in range(rng.randrange(3))]
-        return rng.choice(leaves)
-
-    for _ in range(3000):
-        context = {rng.choice(keys): value() for _ in range(rng.randrange(6))}
-        fields = {rng.choice(keys): value() for _ in range(rng.randrange(4))}
-        build = rng.choice([
-            lambda: message.track("u1", "e", properties=fields, context=context),
-            lambda: message.identify("u1", traits=fields, context=context, anonymous_id="a1"),
-            lambda: message.page("u1", name="n", properties=fields, context=context),
-            lambda: message.screen("u1", properties=fields, context=context),
-            lambda: message.group("u1", "g1", traits=fields, context=context),
-            lambda: message.alias("p1", "u1", context=context),
-        ])
-        msg = build()
-        assert to_posthog(msg).distinct_id
+    """The mapping runs on the dispatcher's thread, where an exception would
+    cost the event: seeded random calls of every shape (``shapes``)."""
+    for call in calls(random.Random(20261130), 3000):
+        assert to_posthog(call(message)).distinct_id

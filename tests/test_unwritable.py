@@ -1,6 +1,7 @@
 """Values a leg's library cannot send: an int too long for JSON fails at the
 call as in Segment, and a message that only the Segment leg's own fields take
-over Segment's limit is counted and reported; neither wedges flush()."""
+over Segment's limit is counted and reported; neither wedges flush(). Every
+other call of any shape arrives on both legs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import pytest
 from segment.analytics import Client as SegmentClient
 from segment.analytics.consumer import MAX_MSG_SIZE
+from shapes import calls
 
 from analytics_posthog import Client, message
 from analytics_posthog.errors import Unsendable
@@ -134,4 +136,28 @@ def test_a_near_limit_message_turned_away_leaves_nothing_behind(capture_server, 
     capture_server.restore()
     assert finishes(client.flush)
     assert client.delivery._segment._near_limit == set()
+    assert finishes(client.shutdown)
+
+
+@pytest.mark.parametrize("sync_mode", [True, False], ids=["sync", "queued"])
+def test_every_call_of_any_shape_that_returns_true_reaches_both_legs(capture_server, segment_server, sync_mode):
+    """Seeded random calls of every shape a caller can pass (``shapes``): each
+    either fails at the call, as in Segment, or arrives once on each leg, with
+    nothing reported to ``on_error``."""
+    errors = []
+    client = Client(
+        "wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url,
+        sync_mode=sync_mode, on_error=lambda error, batch: errors.append(error),
+    )
+    accepted = 0
+    for call in calls(random.Random(20261201), 600):
+        try:
+            accepted += call(client)[0] is True
+        except (AssertionError, RuntimeError, ValueError):
+            continue
+    assert finishes(client.flush)
+    assert accepted > 500
+    assert len(capture_server.wait_for_events(accepted)) == len(segment_server.wait_for_segment(accepted)) == accepted
+    assert capture_server.event_count == segment_server.segment_count == accepted
+    assert errors == []
     assert finishes(client.shutdown)
