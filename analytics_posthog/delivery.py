@@ -79,18 +79,18 @@ class Delivery:
         mode: delivered by every leg); ``False`` when it was not, after it was
         counted, reported and logged."""
         if not self._closed:
-            sized = self._segment if self._segment is not None and message.near_limit(msg) else None
-            if sized is not None:
-                sized.check_size_of(msg)
+            near_limit = self._segment is not None and message.near_limit(msg)
             if self.sync_mode:
-                delivered = self._deliver(msg)
+                token = message.delivering_near_limit.set(near_limit)
+                try:
+                    delivered = self._deliver(msg)
+                finally:
+                    message.delivering_near_limit.reset(token)
                 for leg in self.legs:
                     leg.flush(None)
                 return delivered
-            if self.dispatcher.put(msg):
+            if self.dispatcher.put(msg, near_limit):
                 return True
-            if sized is not None:
-                sized.forget(msg)
         if self._closed:
             self._dropped([leg.name for leg in self.legs], [msg], ClientClosed("the client was shut down (join() or shutdown())"))
         else:

@@ -30,7 +30,7 @@ import time
 from typing import Callable, Deque, List, Optional, Tuple
 
 from analytics_posthog.forks import reset_in_child
-from analytics_posthog.message import Message
+from analytics_posthog.message import Message, delivering_near_limit
 from analytics_posthog.posthog_internals import active_scope as posthog_scope
 from analytics_posthog.posthog_internals import pinned
 
@@ -112,14 +112,19 @@ class Dispatcher:
     def pending(self) -> int:
         return len(self._messages) + self._delivering
 
-    def put(self, msg: Message) -> bool:
-        """Queue ``msg`` without blocking; ``False`` when full or stopped."""
+    def put(self, msg: Message, near_limit: bool = False) -> bool:
+        """Queue ``msg`` without blocking; ``False`` when full or stopped.
+        ``near_limit``: delivered in a context of its own in which
+        ``message.delivering_near_limit`` is set."""
         if len(self._messages) >= self._max_queue_size:
             return False
         context = contextvars.copy_context()
         if posthog_scope() is not None:
             context = pinned(context)
-        context = self._shared(context)
+        if near_limit:
+            context.run(delivering_near_limit.set, True)
+        else:
+            context = self._shared(context)
         with self._pair_lock:
             if self._stopped:
                 return False

@@ -119,7 +119,13 @@ def event_uuid(message_id: str) -> str:
     ``uuid.uuid5(UUID_NAMESPACE, message_id)``, written out from the SHA-1
     digest directly (it runs once per event: the ``UUID`` object and its
     ``str`` cost more than the hash)."""
-    digest = hashlib.sha1(_NAMESPACE_BYTES + message_id.encode()).digest()
+    try:
+        name = message_id.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate has no UTF-8 form: written as U+FFFD, as a
+        # browser's TextEncoder writes it, rather than losing the event.
+        name = _SURROGATE.sub("\ufffd", message_id).encode()
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name).digest()
     hexed = (
         digest[:6] + bytes((0x50 | (digest[6] & 0x0F),)) + digest[7:8] + bytes((0x80 | (digest[8] & 0x3F),)) + digest[9:16]
     ).hex()
@@ -127,6 +133,7 @@ def event_uuid(message_id: str) -> str:
 
 
 _NAMESPACE_BYTES = UUID_NAMESPACE.bytes
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def posthog_enabled(integrations: Optional[Mapping[str, Any]]) -> bool:

@@ -10,6 +10,7 @@ defaults, same ``require`` order, same keys), which is what makes the returned
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import marshal
 import re
@@ -42,6 +43,10 @@ JSON_PER_MARSHAL_BYTE = 8
 WIRE_MARGIN = 64
 #: The last message built on each thread that is within WIRE_MARGIN of the limit.
 _near_limit = threading.local()
+#: True in the context a message found near the limit is delivered in (the
+#: dispatcher keeps one context per queued message): the Segment leg sizes
+#: that message again, with its own fields, before it queues it.
+delivering_near_limit: contextvars.ContextVar[bool] = contextvars.ContextVar("analytics_posthog_near_limit", default=False)
 _encode = DatetimeSerializer().encode
 #: Segment's ``clean``, with the fast path for plain JSON values.
 clean = with_fast_path(segment_clean, segment_log)

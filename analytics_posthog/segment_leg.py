@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from typing import Callable, List, Optional, Set
+from typing import Callable, List, Optional
 
 from segment.analytics import Client as SegmentClient
 
@@ -18,7 +18,7 @@ from analytics_posthog import retries, segment_internals
 from analytics_posthog.errors import Unsendable
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import segment_integrations
-from analytics_posthog.message import Message, json_size
+from analytics_posthog.message import Message, delivering_near_limit, json_size
 from analytics_posthog.queues import take_back
 from analytics_posthog.segment_internals import MAX_MSG_SIZE
 from analytics_posthog.segment_internals import VERSION as SEGMENT_VERSION
@@ -46,9 +46,10 @@ def check_size(wire: Message) -> None:
     The call checked the message as Segment's client would; the leg's own
     fields (``integrations.PostHog``, Segment's ``context.library``) can take
     one near the limit over it (only one the call found within
-    ``message.WIRE_MARGIN`` of the limit is sized again here). Segment's consumer drops such a message
-    without marking it done, and its queue would never join again: every
-    ``flush()`` and ``shutdown()`` would wait forever.
+    ``message.WIRE_MARGIN`` of the limit is sized again here: its delivery
+    runs with ``message.delivering_near_limit`` set). Segment's consumer
+    drops such a message without marking it done, and its queue would never
+    join again: every ``flush()`` and ``shutdown()`` would wait forever.
     """
     try:
         size = json_size(wire)
@@ -66,7 +67,6 @@ class SegmentLeg:
     def __init__(self, build: Callable[[], SegmentClient], on_retry: Callable[[], None] = lambda: None) -> None:
         self._build = build
         self.retried = on_retry
-        self._near_limit: Set[str] = set()
         self._start()
         reset_in_child(self._start_in_child)
         segment_internals.install()
@@ -74,14 +74,6 @@ class SegmentLeg:
 
     def runs_on(self, thread: threading.Thread) -> bool:
         return thread in (self.client.consumers or ())
-
-    def check_size_of(self, msg: Message) -> None:
-        """Size ``msg`` exactly as this leg sends it, when it comes (``message.near_limit``)."""
-        self._near_limit.add(msg["messageId"])
-
-    def forget(self, msg: Message) -> None:
-        """``msg`` will never come (our queue turned it away): its id must not stay behind."""
-        self._near_limit.discard(msg["messageId"])
 
     @property
     def host(self) -> str:
@@ -124,8 +116,7 @@ class SegmentLeg:
         second validation, cleaning and size check per message.
         """
         wire = segment_message(msg)
-        if self._near_limit and msg["messageId"] in self._near_limit:
-            self._near_limit.discard(msg["messageId"])
+        if delivering_near_limit.get():
             check_size(wire)
         return segment_internals.enqueue(self.client, wire, self._direct)
 

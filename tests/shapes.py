@@ -1,7 +1,8 @@
 """Seeded random call arguments of every shape a caller can pass and Segment's
 client accepts: nested dicts and lists, NaN and infinities, ints past 64 bits,
-lone surrogates, bytes, tuples and sets, keys that are not strings, and the
-context and property names the mapping gives a meaning to."""
+lone surrogates (in values and message ids), bytes, tuples and sets, keys
+that are not strings, and the context and property names the mapping gives
+a meaning to."""
 
 from __future__ import annotations
 
@@ -42,12 +43,13 @@ def calls(rng: random.Random, n: int) -> List[Callable[[Any], Any]]:
     made: List[Callable[[Any], Any]] = []
     for i in range(n):
         context, fields, user = mapping(rng, 6), mapping(rng, 4), "u%d" % i
+        mid = rng.choice([None, None, "m-%d" % i, "\ud800m-%d" % i, i])
         made.append(rng.choice([
-            lambda c, u=user, f=fields, x=context: c.track(u, "e", properties=f, context=x),
-            lambda c, u=user, f=fields, x=context: c.identify(u, traits=f, context=x, anonymous_id="a1"),
-            lambda c, u=user, f=fields, x=context: c.page(u, name="n", properties=f, context=x),
-            lambda c, u=user, f=fields, x=context: c.screen(u, properties=f, context=x),
-            lambda c, u=user, f=fields, x=context: c.group(u, "g1", traits=f, context=x),
-            lambda c, u=user, x=context: c.alias("p1", u, context=x),
+            lambda c, u=user, f=fields, x=context, m=mid: c.track(u, "e", properties=f, context=x, message_id=m),
+            lambda c, u=user, f=fields, x=context, m=mid: c.identify(u, traits=f, context=x, anonymous_id="a1", message_id=m),
+            lambda c, u=user, f=fields, x=context, m=mid: c.page(u, name="n", properties=f, context=x, message_id=m),
+            lambda c, u=user, f=fields, x=context, m=mid: c.screen(u, properties=f, context=x, message_id=m),
+            lambda c, u=user, f=fields, x=context, m=mid: c.group(u, "g1", traits=f, context=x, message_id=m),
+            lambda c, u=user, x=context, m=mid: c.alias("p1", u, context=x, message_id=m),
         ]))
     return made

@@ -25,6 +25,8 @@ def test_uuid_is_uuid5_in_the_destinations_namespace():
     for _ in range(5000):
         message_id = "".join(rng.choice(alphabet) for _ in range(rng.randrange(60)))
         assert event_uuid(message_id) == str(uuid.uuid5(UUID_NAMESPACE, message_id))
+    # No UTF-8 form: as a browser's TextEncoder writes it, rather than no event.
+    assert event_uuid("ajs-\ud800") == str(uuid.uuid5(UUID_NAMESPACE, "ajs-\ufffd"))
 
 
 def test_track():
