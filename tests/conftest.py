@@ -44,12 +44,16 @@ class Legs:
 def legs(capture_server: CaptureServer) -> Iterator[Legs]:
     """The hooks configure module settings and the default client: undone after the test.
 
-    Calls are delivered in sync mode (a queued flush waits out Segment's upload
-    interval); tests about queued delivery set ``analytics_posthog.sync_mode = False``.
+    Calls are delivered in sync mode; tests about queued delivery set
+    ``analytics_posthog.sync_mode = False``. Segment's upload window is cut to
+    50 ms: at its default 0.5 s, every queued flush and every shutdown of the
+    default client would wait it out, and what these tests check does not
+    depend on it.
     """
     saved = {name: getattr(analytics_posthog, name) for name in NAMES}
     analytics_posthog.default_client = None
     analytics_posthog.sync_mode = True
+    analytics_posthog.upload_interval = 0.05
     with CaptureServer() as segment:
         yield Legs(capture_server, segment)
         if analytics_posthog.default_client is not None:

@@ -130,7 +130,7 @@ def test_async_calls_return_before_delivery_and_flush_delivers(capture_server):
 
 def test_dual_write_same_message_id_and_posthog_switched_off(capture_server, segment_server):
     client = Client(
-        "seg_write_key", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url
+        "seg_write_key", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.05
     )
     results = six_calls(client)
     client.flush()
@@ -264,7 +264,7 @@ def test_posthog_server_context_is_computed_once_with_the_same_values(capture_se
 def test_segment_leg_sends_what_segments_client_builds(segment_server, sync_mode):
     from segment.analytics import Client as SegmentClient
 
-    ours = Client("wk", host=segment_server.url, sync_mode=sync_mode)
+    ours = Client("wk", host=segment_server.url, sync_mode=sync_mode, upload_interval=0.05)
     reference = SegmentClient("wk", send=False)
     calls = [
         ("track", dict(user_id="u1", event="e", properties={"n": 1}, context={"ip": "203.0.113.9"}, integrations={"All": False})),

@@ -57,7 +57,7 @@ def test_module_function_uses_the_default_client(capture_server):
 
 def test_posthog_context_identity_session_and_tags_reach_our_events(capture_server, segment_server):
     """Queued inside the context, delivered after it ended: each call keeps what the context said when it was made."""
-    client = Client("seg_key", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url)
+    client = Client("seg_key", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.05)
     with posthog.new_context(capture_exceptions=False):
         posthog.identify_context("ctx-user")
         posthog.set_context_session("ctx-session")

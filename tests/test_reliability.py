@@ -27,6 +27,9 @@ def segment_server():
 
 
 def dual_client(posthog_server, segment_server, **kwargs):
+    """Both legs on loopback, with a 50 ms upload window unless a test sets
+    one: at the default 0.5 s each flush and shutdown would wait it out."""
+    kwargs.setdefault("upload_interval", 0.05)
     return Client("wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=posthog_server.url, **kwargs)
 
 

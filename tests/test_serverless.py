@@ -50,7 +50,7 @@ def test_handler_that_raises_has_delivered_before_the_error_propagates(configure
 
 
 def test_async_handler_and_an_explicit_client(configured):
-    client = Client("seg_key", host=configured.segment.url, posthog_api_key="phc_test", posthog_host=configured.posthog.url)
+    client = Client("seg_key", host=configured.segment.url, posthog_api_key="phc_test", posthog_host=configured.posthog.url, upload_interval=0.05)
 
     @flush_after(client=client)
     async def handler(event, context):

@@ -54,7 +54,9 @@ def test_an_int_too_long_for_json_raises_at_the_call_as_in_segment(where):
 @needs_limit
 @pytest.mark.parametrize("sync_mode", [False, True])
 def test_after_an_int_too_long_flush_returns_and_later_events_arrive(capture_server, segment_server, sync_mode):
-    client = Client("wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url, sync_mode=sync_mode)
+    client = Client(
+        "wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url, sync_mode=sync_mode, upload_interval=0.05
+    )
     client.track("u1", "Before")
     with pytest.raises(ValueError):
         client.track("u1", "Too long", {"n": TOO_LONG})
@@ -80,6 +82,7 @@ def test_a_message_only_the_segment_legs_fields_take_over_the_limit_is_reported(
         posthog_api_key="phc_test",
         posthog_host=capture_server.url,
         sync_mode=sync_mode,
+        upload_interval=0.05,
         on_error=lambda error, batch: errors.append((error, [m["event"] for m in batch])),
     )
     # In sync mode the call says at once that a leg did not deliver it.
