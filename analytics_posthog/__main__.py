@@ -1,7 +1,7 @@
 """Command line: ``analytics-posthog demo | replay | export | doctor``.
 
-Each command's module is imported only when that command runs, so
-``--help`` and the cheap commands do not pay for the others.
+The replay and export options are defined in ``replay.cli``; demo and
+doctor are imported only when they run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from analytics_posthog.replay import cli as replay_cli
 
-    replay_cli.add_commands(commands, _posthog_arguments)
+    replay_cli.add_commands(commands)
 
     doctor = commands.add_parser(
         "doctor",
@@ -31,11 +31,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         description="Read the configuration as the library does, say which legs are on and why, check each host "
         "is reachable and, with --send, that each key is accepted. Exit code 0 when everything configured works.",
     )
-    _posthog_arguments(doctor)
+    replay_cli.posthog_arguments(doctor)
     doctor.add_argument("--write-key", help="Segment write key (default: SEGMENT_WRITE_KEY)")
     doctor.add_argument("--host", help="Segment host (default: Segment's, https://api.segment.io)")
     doctor.add_argument("--send", action="store_true", help="send one test event per leg and report whether the key was accepted")
-    doctor.add_argument("--timeout", type=_positive_float, default=5.0, help="seconds per network check (default 5)")
+    doctor.add_argument("--timeout", type=replay_cli.positive_float, default=5.0, help="seconds per network check (default 5)")
 
     args = parser.parse_args(argv)
 
@@ -57,18 +57,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             timeout=args.timeout,
         )
     return 2
-
-
-def _posthog_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--posthog-api-key", help="PostHog project key (default: POSTHOG_API_KEY, POSTHOG_PROJECT_API_KEY)")
-    parser.add_argument("--posthog-host", help="PostHog host (default: POSTHOG_HOST, else https://us.i.posthog.com)")
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return number
 
 
 if __name__ == "__main__":

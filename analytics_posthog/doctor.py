@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 import posthog
 
 from analytics_posthog import (
-    legs,
     message,
     posthog_internals,
     posthog_leg,
@@ -41,6 +40,7 @@ from analytics_posthog.config import (
     SEGMENT_KEY_VARIABLE,
     resolve_keys,
 )
+from analytics_posthog.legs import Leg as DeliveryLeg
 from analytics_posthog.settings import Settings
 
 SEGMENT_DEFAULT_HOST = "https://api.segment.io"
@@ -181,13 +181,13 @@ def send_test_event(leg: Leg, timeout: float) -> Optional[str]:
         errors.append(error)
 
     msg = message.track(TEST_USER, TEST_EVENT, {"source": "analytics-posthog doctor"})
-    settings = Settings(max_queue_size=10, max_retries=0, timeout=timeout, upload_size=1, upload_interval=0.1)
-    delivery: legs.Leg
+    settings = Settings(host=leg.host, max_queue_size=10, max_retries=0, timeout=timeout, upload_size=1, upload_interval=0.1)
+    delivery: DeliveryLeg
     if leg.name == "PostHog":
         client = posthog.Client(leg.key, host=leg.host, **settings.posthog_client_arguments(on_error))
         delivery = posthog_leg.PostHogLeg(client, settings.group_type)
     else:
-        arguments = {**settings.segment_client_arguments(on_error), "host": leg.host}
+        arguments = settings.segment_client_arguments(on_error)
         delivery = segment_leg.SegmentLeg(lambda: segment_leg.SegmentClient(leg.key, **arguments))
     delivery.send(msg)
     delivery.flush(timeout * 2)

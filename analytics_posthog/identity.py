@@ -19,13 +19,13 @@ like header values. Pure functions, no framework: the hooks hand over the
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, TypeGuard, Union
 from urllib.parse import unquote
 
-from analytics_posthog.request_fields import ID_LIMIT, sanitise
+from analytics_posthog.config import resolve_keys
+from analytics_posthog.request_fields import sanitise_id
 
 #: Only this much of a ``Cookie`` header is read (browsers send at most a few KB).
 HEADER_LIMIT = 8192
@@ -81,7 +81,7 @@ def posthog_js(cookies: Dict[str, str], project_key: Optional[str], now_ms: floa
     data = _json(raw)
     if not isinstance(data, dict):
         return None
-    distinct_id = _id(data.get("distinct_id"))
+    distinct_id = sanitise_id(data.get("distinct_id"))
     if distinct_id is None:
         return None
     return BrowserVisitor(anonymous_id=distinct_id, session_id=_live_session(data.get("$sesid"), now_ms))
@@ -107,10 +107,7 @@ def project_key() -> Optional[str]:
     client = analytics_posthog.default_client
     if client is not None:
         return client.posthog_api_key
-    key = analytics_posthog.posthog_api_key
-    if not key and isinstance(analytics_posthog.write_key, str) and analytics_posthog.write_key.startswith("phc_"):
-        key = analytics_posthog.write_key
-    return key or os.environ.get("POSTHOG_API_KEY") or os.environ.get("POSTHOG_PROJECT_API_KEY")
+    return resolve_keys(analytics_posthog.write_key, analytics_posthog.posthog_api_key, None).posthog_api_key
 
 
 def _live_session(sesid: Any, now_ms: float) -> Optional[str]:
@@ -122,7 +119,7 @@ def _live_session(sesid: Any, now_ms: float) -> Optional[str]:
         return None
     if _number(started) and now_ms - started > SESSION_LENGTH_MS:
         return None
-    return _id(session_id)
+    return sanitise_id(session_id)
 
 
 def _ajs_id(raw: Optional[str]) -> Optional[str]:
@@ -131,7 +128,7 @@ def _ajs_id(raw: Optional[str]) -> Optional[str]:
     value: Any = unquote(raw)
     if value.startswith(('"', "[", "{")):
         value = _json(value, url_encoded=False)  # a JSON string; any other JSON is not an id
-    return _id(value)
+    return sanitise_id(value)
 
 
 def _json(raw: Optional[str], url_encoded: bool = True) -> Any:
@@ -142,10 +139,6 @@ def _json(raw: Optional[str], url_encoded: bool = True) -> Any:
         return json.loads(unquote(raw) if url_encoded else raw)
     except (ValueError, RecursionError):
         return None
-
-
-def _id(value: Any) -> Optional[str]:
-    return sanitise(value, ID_LIMIT) if isinstance(value, str) else None
 
 
 def _number(value: Any) -> TypeGuard[Union[int, float]]:

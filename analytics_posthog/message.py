@@ -41,6 +41,9 @@ JSON_PER_MARSHAL_BYTE = 8
 #: ``, "PostHog": false`` in ``integrations``, and Segment's library name
 #: and version in place of ours (``tests/test_unwritable.py`` checks it).
 WIRE_MARGIN = 64
+#: The first argument of Segment's ``RuntimeError`` for a message over the
+#: limit (as Segment raises it, unformatted): how a caller tells it apart.
+TOO_LARGE = "Message exceeds %skb limit. (%s)"
 #: The last message built on each thread that is within WIRE_MARGIN of the limit.
 _near_limit = threading.local()
 #: True in the context a message found near the limit is delivered in (the
@@ -272,7 +275,7 @@ def _finish(msg: Message) -> Message:
         # Segment's own check: raises ValueError for an int too long for JSON.
         size = json_size(msg)
         if size > MAX_MSG_SIZE:
-            raise RuntimeError("Message exceeds %skb limit. (%s)", str(int(MAX_MSG_SIZE / 1024)), str(msg))
+            raise RuntimeError(TOO_LARGE, str(int(MAX_MSG_SIZE / 1024)), str(msg))
         if size > MAX_MSG_SIZE - WIRE_MARGIN:
             _near_limit.msg = msg
     return msg

@@ -35,6 +35,7 @@ from typing import (
 
 from analytics_posthog import identity
 from analytics_posthog.client_ip import Trust, client_ip
+from analytics_posthog.message import TOO_LARGE
 from analytics_posthog.request_fields import ID_LIMIT, USER_AGENT_LIMIT, first_language, sanitise, sanitise_field, sanitise_page
 
 #: posthog-js sends these with fetch/XHR requests to hosts listed in its
@@ -49,8 +50,6 @@ TRUNCATED_KEY = "requestTruncated"
 #: limit only because of the request's context, and was made without it;
 #: PostHog gets it as ``segment_requestOmitted``.
 OMITTED_KEY = "requestOmitted"
-#: How Segment's size check (reproduced by ``message``) words its error.
-_TOO_LARGE = "Message exceeds"
 
 log = logging.getLogger("analytics_posthog")
 
@@ -85,7 +84,7 @@ class RequestContext:
         try:
             return build(user_id, anonymous_id, merged)
         except RuntimeError as error:
-            if merged is context or not str(error.args[0] if error.args else "").startswith(_TOO_LARGE):
+            if merged is context or error.args[:1] != (TOO_LARGE,):
                 raise
         try:
             return build(user_id, anonymous_id, {**(context or {}), OMITTED_KEY: True})
@@ -128,7 +127,7 @@ class RequestContext:
 
 _current: ContextVar[Optional[RequestContext]] = ContextVar("analytics_posthog_request", default=None)
 
-#: The active request's context, or ``None``: the only cost a call pays outside a request.
+#: The active request's context, or ``None`` (one ``ContextVar`` lookup).
 current = _current.get
 
 
@@ -248,7 +247,10 @@ def build(
     # who the visitor is (see ``identity``).
     user_id = None if anonymous_id else sanitise(None if user_id is None else str(user_id), ID_LIMIT)
     cookies = None if anonymous_id else header("Cookie")
-    browser = identity.from_cookies(cookies, identity.project_key()) if cookies else None
+    browser = None
+    if cookies:
+        # The project key names posthog-js's cookie: looked up only when one may be there.
+        browser = identity.from_cookies(cookies, identity.project_key() if "_posthog" in cookies else None)
     if browser is not None:
         anonymous_id, user_id = browser.anonymous_id, user_id or browser.user_id
         session_id = session_id or browser.session_id

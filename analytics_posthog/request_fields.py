@@ -56,6 +56,12 @@ def sanitise(value: Optional[str], limit: int) -> Optional[str]:
     return sanitise_field("", value, limit, [])
 
 
+def sanitise_id(value: object) -> Optional[str]:
+    """An id from outside (a header, a cookie, posthog's context, a task's
+    headers): text only, within ID_LIMIT; anything else is no id."""
+    return sanitise(value, ID_LIMIT) if isinstance(value, str) else None
+
+
 def _strip(value: str) -> str:
     return _UNSENDABLE.sub("", value).strip()
 

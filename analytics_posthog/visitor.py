@@ -21,7 +21,7 @@ from typing import Optional
 from analytics_posthog import request_context
 from analytics_posthog.posthog_internals import context_distinct_id, context_session_id
 from analytics_posthog.request_context import RequestContext
-from analytics_posthog.request_fields import ID_LIMIT, sanitise
+from analytics_posthog.request_fields import sanitise_id
 
 
 def current() -> Optional[RequestContext]:
@@ -34,12 +34,9 @@ def current() -> Optional[RequestContext]:
 
 def from_posthog_context() -> Optional[RequestContext]:
     """posthog's context identity and session as a request context; ``None`` when it sets neither."""
-    distinct_id = _text(context_distinct_id())
-    session_id = _text(context_session_id())
+    distinct_id = sanitise_id(context_distinct_id())
+    session_id = sanitise_id(context_session_id())
     if not (distinct_id or session_id):
         return None
     return RequestContext(context={"sessionId": session_id} if session_id else {}, anonymous_id=distinct_id)
 
-
-def _text(value: object) -> Optional[str]:
-    return sanitise(value, ID_LIMIT) if isinstance(value, str) else None

@@ -41,7 +41,7 @@ import analytics_posthog
 from analytics_posthog import request_context, visitor
 from analytics_posthog.client import Client
 from analytics_posthog.request_context import DISTINCT_ID_HEADER, SESSION_ID_HEADER, RequestContext
-from analytics_posthog.request_fields import ID_LIMIT, sanitise
+from analytics_posthog.request_fields import sanitise_id
 
 log = logging.getLogger("analytics_posthog")
 
@@ -152,8 +152,7 @@ def received(request: Any) -> Optional[RequestContext]:
     headers: Dict[str, Any] = nested if isinstance(nested, dict) else {}
 
     def header(name: str) -> Optional[str]:
-        value = headers.get(name, getattr(request, name, None))
-        return sanitise(value, ID_LIMIT) if isinstance(value, str) else None
+        return sanitise_id(headers.get(name, getattr(request, name, None)))
 
     distinct_id, session_id = header(DISTINCT_ID_HEADER), header(SESSION_ID_HEADER)
     if not (distinct_id or session_id):

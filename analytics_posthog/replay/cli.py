@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Tuple
+from typing import Any, Tuple
 
 from analytics_posthog.replay.lines import TYPES
 
@@ -39,7 +39,13 @@ def parse_types(value: str) -> Tuple[str, ...]:
     return types
 
 
-def add_commands(commands: Any, posthog_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+def posthog_arguments(parser: argparse.ArgumentParser) -> None:
+    """The PostHog key and host options (replay, and the doctor command)."""
+    parser.add_argument("--posthog-api-key", help="PostHog project key (default: POSTHOG_API_KEY, POSTHOG_PROJECT_API_KEY)")
+    parser.add_argument("--posthog-host", help="PostHog host (default: POSTHOG_HOST, else https://us.i.posthog.com)")
+
+
+def add_commands(commands: Any) -> None:
     replay = commands.add_parser(
         "replay",
         help="backfill PostHog from Segment archives (JSON lines, plain or gzip; files, directories, -, s3://, gs://)",
@@ -49,7 +55,7 @@ def add_commands(commands: Any, posthog_arguments: Callable[[argparse.ArgumentPa
     )
     _input_arguments(replay)
     replay.add_argument("--dry-run", action="store_true", help="print the PostHog events as JSON lines, send nothing")
-    replay.add_argument("--rate", type=_positive_float, metavar="N", help="at most N events per second (default 1000)")
+    replay.add_argument("--rate", type=positive_float, metavar="N", help="at most N events per second (default 1000)")
     replay.add_argument("--limit", type=_positive_int, metavar="N", help="stop after sending N events (a re-run goes on)")
     replay.add_argument("--checkpoint", metavar="FILE", help="resume file (default: <first PATH>.replay-checkpoint.json)")
     replay.add_argument("--restart", action="store_true", help="ignore the checkpoint and send everything again")
@@ -140,7 +146,7 @@ def _types(value: str) -> Tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _positive_float(value: str) -> float:
+def positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
         raise argparse.ArgumentTypeError("must be > 0")

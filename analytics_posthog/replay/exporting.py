@@ -23,7 +23,6 @@ from analytics_posthog.replay.progress import Progress
 from analytics_posthog.replay.rejects import Rejects
 from analytics_posthog.replay.run import (
     EXIT_USAGE,
-    REJECTS_SUFFIX,
     Options,
     exit_code,
     list_input,
@@ -32,7 +31,7 @@ from analytics_posthog.replay.run import (
     summary_lines,
 )
 from analytics_posthog.replay.scan import ScanStats
-from analytics_posthog.replay.sources import UsageError
+from analytics_posthog.replay.sources import REJECTS_SUFFIX, UsageError
 
 #: zlib's default: the files are kept and uploaded, so size matters more than
 #: in replay's spool.

@@ -15,14 +15,13 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import posthog
 
 from analytics_posthog import posthog_internals
-from analytics_posthog.mapping import parse_timestamp, posthog_enabled, to_posthog
+from analytics_posthog.mapping import EVENT_NAMES, parse_timestamp, to_posthog
 
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
 #: Fields a type cannot be mapped without (beyond a userId or anonymousId).
 REQUIRED = {"track": ("event",), "group": ("groupId",), "alias": ("userId", "previousId")}
 #: PostHog event name -> Segment type, for counting what was sent per type.
-TYPE_OF_EVENT = {"$identify": "identify", "$set": "identify", "$pageview": "page", "$screen": "screen",
-                 "$groupidentify": "group", "$create_alias": "alias"}
+TYPE_OF_EVENT = {**{name: type_ for type_, name in EVENT_NAMES.items()}, "$set": "identify"}
 
 #: posthog drops (with only a log line) an event whose JSON is over this; it
 #: is rejected here instead, so it is counted and kept in the rejects file.
@@ -106,14 +105,13 @@ class Converter:
         if msg["type"] not in filters.types:
             return FILTERED, None
         try:
-            if not posthog_enabled(msg.get("integrations")):
-                return EXCLUDED, None
             event = to_posthog(msg, filters.group_type)
         except KeyError as error:
             raise Rejected("missing %s" % error) from None
         except (TypeError, ValueError, AttributeError) as error:
             raise Rejected("cannot map: %s" % error) from None
-        assert event is not None  # integrations were checked above
+        if event is None:  # its integrations exclude PostHog
+            return EXCLUDED, None
         moment = event.timestamp
         if (filters.since is not None and moment < filters.since) or (filters.until is not None and moment >= filters.until):
             return FILTERED, None

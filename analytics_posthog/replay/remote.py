@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from typing import IO, Any, Iterator, Tuple
 
-SCHEMES = {"s3": "s3", "gs": "gs"}
+#: URL schemes read through fsspec; each is also the name of the extra that installs it.
+SCHEMES = frozenset({"s3", "gs"})
 
 
 def is_url(path: str) -> bool:
@@ -28,7 +29,7 @@ def filesystem(url: str) -> Tuple[Any, str]:
     try:
         import fsspec
     except ImportError:
-        raise UsageError("%s needs fsspec: pip install 'analytics-posthog[%s]'" % (url, SCHEMES[scheme])) from None
+        raise UsageError("%s needs fsspec: pip install 'analytics-posthog[%s]'" % (url, scheme)) from None
     options = {}
     # Passed explicitly as well: botocore releases before 1.31 ignore the variable.
     endpoint = os.environ.get("AWS_ENDPOINT_URL") if scheme == "s3" else None
@@ -37,7 +38,7 @@ def filesystem(url: str) -> Tuple[Any, str]:
     try:
         return fsspec.core.url_to_fs(url, **options)
     except ImportError as error:
-        raise UsageError("%s: %s (pip install 'analytics-posthog[%s]')" % (url, error, SCHEMES[scheme])) from None
+        raise UsageError("%s: %s (pip install 'analytics-posthog[%s]')" % (url, error, scheme)) from None
 
 
 def list_files(url: str) -> Iterator[Tuple[str, int]]:

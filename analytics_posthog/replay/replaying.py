@@ -20,9 +20,7 @@ from analytics_posthog.replay.lines import HISTORICAL_AFTER, TYPE_OF_EVENT
 from analytics_posthog.replay.progress import Progress
 from analytics_posthog.replay.rejects import Rejects
 from analytics_posthog.replay.run import (
-    CHECKPOINT_SUFFIX,
     EXIT_USAGE,
-    REJECTS_SUFFIX,
     Options,
     exit_code,
     fingerprint,
@@ -38,7 +36,12 @@ from analytics_posthog.replay.sending import (
     PostHogSink,
     Throttle,
 )
-from analytics_posthog.replay.sources import STDIN, UsageError
+from analytics_posthog.replay.sources import (
+    CHECKPOINT_SUFFIX,
+    REJECTS_SUFFIX,
+    STDIN,
+    UsageError,
+)
 
 #: The spool is only read back once: fast compression is enough.
 SPOOL_LEVEL = 1

@@ -34,8 +34,6 @@ EXIT_USAGE = 2
 EXIT_DELIVERY = 3
 EXIT_INTERRUPTED = 130
 
-REJECTS_SUFFIX = ".rejects.jsonl"
-CHECKPOINT_SUFFIX = ".replay-checkpoint.json"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ request cap), gzips, retries, and honours ``Retry-After`` (as the least wait
 between attempts). What goes out is exactly the event export writes: posthog
 adds the replaying machine's OS, runtime and ``$is_server`` to every event,
 which describe the wrong machine on a historical one, so ``before_send``
-puts back the event's own properties and timestamp.
+puts back the event's own properties and timestamp (``capture()`` is given
+only what it must carry itself: name, distinct id, uuid).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import time
 from typing import Any, Dict, List, Optional
 
 import posthog
-
-from analytics_posthog.mapping import parse_timestamp
 
 #: Events per request: bigger batches are fewer round trips.
 BATCH_SIZE = 500
@@ -57,18 +56,7 @@ class PostHogSink:
     def send(self, event: Dict[str, Any]) -> bool:
         """Queue one event; ``False`` when posthog refused it."""
         self._event = event
-        properties = event["properties"]
-        return (
-            self.client.capture(
-                event["event"],
-                distinct_id=event["distinct_id"],
-                properties=dict(properties),
-                timestamp=parse_timestamp(event["timestamp"]),
-                uuid=event["uuid"],
-                disable_geoip=bool(properties.get("$geoip_disable")),
-            )
-            is not None
-        )
+        return self.client.capture(event["event"], distinct_id=event["distinct_id"], uuid=event["uuid"]) is not None
 
     def flush(self) -> Optional[Exception]:
         """Wait until posthog delivered (or gave up on) everything queued; the

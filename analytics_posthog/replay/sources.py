@@ -21,8 +21,11 @@ from analytics_posthog.replay import remote
 
 STDIN = "-"
 GZIP_MAGIC = b"\x1f\x8b"
+#: The rejects and checkpoint files next to the first PATH by default.
+REJECTS_SUFFIX = ".rejects.jsonl"
+CHECKPOINT_SUFFIX = ".replay-checkpoint.json"
 #: This tool's own files, never read as input when they sit in the tree.
-OWN_SUFFIXES = (".rejects.jsonl", ".replay-checkpoint.json")
+OWN_SUFFIXES = (REJECTS_SUFFIX, CHECKPOINT_SUFFIX)
 
 
 class UsageError(Exception):
