@@ -1,10 +1,10 @@
 """A Flask app whose views call Segment's API; the hook adds each request's context.
 
-    python examples/flask_app.py          # offline: three requests against a loopback capture endpoint
+    python examples/flask_app.py          # offline: four requests against a loopback capture endpoint
     POSTHOG_API_KEY=phc_... flask --app examples/flask_app run   # for real
 
 Every call needs someone to name. A browser running posthog-js sends its
-distinct id (``X-POSTHOG-DISTINCT-ID``) and the hook fills it in; any other
+distinct id (``X-POSTHOG-DISTINCT-ID``, or its cookie) and the hook fills it in; any other
 visitor gets an anonymous id of its own, kept in a cookie so its events join up.
 """
 
@@ -14,10 +14,12 @@ import json
 import os
 import uuid
 from typing import Optional
+from urllib.parse import quote
 
 from flask import Flask, Response, after_this_request, request
 
 import analytics_posthog as analytics
+from analytics_posthog.integrations import visitor_named
 from analytics_posthog.integrations.flask import Analytics
 
 VISITOR_COOKIE = "visitor_id"
@@ -28,8 +30,9 @@ Analytics(app)
 
 
 def anonymous_id() -> Optional[str]:
-    """``None`` when posthog-js named the browser (the hook fills its id in), else the visitor's cookie id."""
-    if request.headers.get("X-POSTHOG-DISTINCT-ID"):
+    """``None`` when the hook named the visitor (posthog-js, analytics.js, the
+    logged-in user: it fills the id in), else the visitor's cookie id."""
+    if visitor_named():
         return None
     visitor = _valid(request.cookies.get(VISITOR_COOKIE))
     if visitor is None:
@@ -66,7 +69,10 @@ def offline_demo() -> None:
         posthog_js = {"User-Agent": "Mozilla/5.0 (demo)", "X-POSTHOG-DISTINCT-ID": "browser-1", "X-POSTHOG-SESSION-ID": "session-1"}
         for headers in (posthog_js, {}, {}):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
             print("GET /pricing ->", client.get("/pricing?ref=mail", headers=headers).status_code)
-        for event in server.wait_for_events(4):
+        # A browser whose only identity is posthog-js's cookie: the hook names it.
+        posthog_cookie = {"Cookie": "ph_phc_demo_posthog=" + quote(json.dumps({"distinct_id": "browser-2"}))}
+        print("GET /pricing ->", app.test_client(use_cookies=False).get("/pricing", headers=posthog_cookie).status_code)
+        for event in server.wait_for_events(6):
             print(json.dumps({k: event[k] for k in ("event", "distinct_id")} | {"properties": {k: v for k, v in event["properties"].items() if k.startswith("$") and not k.startswith("$lib")}}))
 
 

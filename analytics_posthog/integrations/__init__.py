@@ -2,7 +2,8 @@
 
 What the three share lives here (framework-free): the hook settings, which
 of them are module settings, and what happens when a response is done (the
-optional automatic page call and flush). Reading a hook's settings changes
+optional automatic page call and flush), and ``visitor_named()`` for the
+app's own views. Reading a hook's settings changes
 nothing: the Django app and the Flask extension pass the module settings
 among them to ``analytics_posthog.configure()`` as their set-up step.
 """
@@ -17,6 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import analytics_posthog
 from analytics_posthog.client_ip import Trust, parse_trust
+from analytics_posthog import request_context
 from analytics_posthog.request_context import RequestContext
 
 log = logging.getLogger("analytics_posthog")
@@ -117,6 +119,16 @@ def response_done(options: HookOptions, request: RequestContext, status: int, co
         analytics_posthog.page(properties=dict(request.context["page"]))
     except Exception:
         log.exception("analytics_posthog: the automatic page call failed")
+
+
+def visitor_named() -> bool:
+    """Whether the hook named this request's visitor: posthog-js's header or
+    cookie, analytics.js's cookies, or the logged-in user. An app that gives
+    anonymous visitors an id of its own needs it only when this is ``False``:
+    an id passed to a call wins over the hook's, and would split one visitor
+    in two."""
+    request = request_context.current()
+    return request is not None and bool(request.user_id or request.anonymous_id)
 
 
 def flush() -> None:

@@ -1,10 +1,10 @@
 """A one-file Django project whose views call Segment's API; the middleware adds each request's context.
 
-    python examples/django_app/app.py                  # offline: three requests against a loopback capture endpoint
+    python examples/django_app/app.py                  # offline: four requests against a loopback capture endpoint
     POSTHOG_API_KEY=phc_... python examples/django_app/app.py runserver
 
 Every call needs someone to name. A browser running posthog-js sends its
-distinct id (``X-POSTHOG-DISTINCT-ID``) and the middleware fills it in; any
+distinct id (``X-POSTHOG-DISTINCT-ID``, or its cookie) and the middleware fills it in; any
 other visitor gets an anonymous id of its own, kept in a cookie so its events join up.
 """
 
@@ -15,6 +15,7 @@ import os
 import sys
 import uuid
 from typing import Optional, Tuple
+from urllib.parse import quote
 
 import django
 from django.conf import settings
@@ -22,6 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 import analytics_posthog as analytics
+from analytics_posthog.integrations import visitor_named
 
 settings.configure(
     DEBUG=True,
@@ -42,9 +44,10 @@ VISITOR_COOKIE = "visitor_id"
 
 
 def anonymous_id(request: HttpRequest) -> Tuple[Optional[str], bool]:
-    """``None`` when posthog-js named the browser (the middleware fills its id in),
-    else the visitor's cookie id; and whether the cookie must be set."""
-    if request.headers.get("X-POSTHOG-DISTINCT-ID"):
+    """``None`` when the middleware named the visitor (posthog-js, analytics.js,
+    the logged-in user: it fills the id in), else the visitor's cookie id; and
+    whether the cookie must be set."""
+    if visitor_named():
         return None, False
     try:
         return str(uuid.UUID(request.COOKIES[VISITOR_COOKIE])), False  # only ids this app made
@@ -75,7 +78,10 @@ def offline_demo() -> None:
         posthog_js = {"User-Agent": "Mozilla/5.0 (demo)", "X-POSTHOG-DISTINCT-ID": "browser-1", "X-POSTHOG-SESSION-ID": "session-1"}
         for headers in (posthog_js, {}, {}):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
             print("GET /checkout ->", client.get("/checkout?step=1", headers=headers).status_code)
-        for event in server.wait_for_events(4):
+        # A browser whose only identity is posthog-js's cookie: the hook names it.
+        posthog_cookie = {"Cookie": "ph_phc_demo_posthog=" + quote(json.dumps({"distinct_id": "browser-2"}))}
+        print("GET /checkout ->", Client().get("/checkout", headers=posthog_cookie).status_code)
+        for event in server.wait_for_events(6):
             print(json.dumps({k: event[k] for k in ("event", "distinct_id")} | {"properties": {k: v for k, v in event["properties"].items() if k.startswith("$") and not k.startswith("$lib")}}))
 
 if __name__ == "__main__":
