@@ -192,12 +192,18 @@ class Delivery:
         self._stats = DeliveryStats(leg.name for leg in self.legs)
         self._drops.reset()
 
-    def flush(self) -> None:
-        """Block until every queued message has been delivered (or given up on)."""
-        self.dispatcher.flush()
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Block until every queued message has been delivered (or given up
+        on), for at most ``timeout`` seconds in all (``None``: no limit);
+        whether nothing is left queued."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.dispatcher.flush(timeout)
         self._drops.report_turned_away()
         for leg in self.legs:
-            leg.flush(None)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is None or remaining > 0:
+                leg.flush(remaining)
+        return not self.dispatcher.pending and not any(leg.pending for leg in self.legs)
 
     def join(self) -> None:
         """Deliver what is queued, then end the threads and take no more.

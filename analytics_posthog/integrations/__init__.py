@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
@@ -149,16 +148,5 @@ def deliver_at_shutdown() -> None:
     """
     client = analytics_posthog.default_client
     delivery = client.delivery if client is not None else None
-    if client is None or delivery is None:
-        return
-    flushed = threading.Event()
-
-    def flush_all() -> None:
-        try:
-            client.flush()
-        finally:
-            flushed.set()
-
-    threading.Thread(target=flush_all, name="analytics_posthog-shutdown", daemon=True).start()
-    if not flushed.wait(delivery.exit_timeout):
+    if delivery is not None and not delivery.flush(delivery.exit_timeout):
         delivery.at_exit()
