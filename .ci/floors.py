@@ -27,13 +27,18 @@ def floors() -> list[str]:
     pins: dict[str, list[str]] = {}
     for block in LISTS.findall(text):
         for name, extras, version in RANGE.findall(block):
-            pins[name.lower()] = ["%s%s==%s" % (name, extras or "", version)] + PARTNERS.get(name.lower(), [])
+            pins[name.lower()] = ["%s%s==%s" % (name, extras or "", version)] + PARTNERS.get(
+                name.lower(), []
+            )
     return [pin for group in pins.values() for pin in group]
 
 
 if __name__ == "__main__":
     if "--install" in sys.argv:
         root = Path(__file__).resolve().parent.parent
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "%s[test]" % root, *floors()], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "-e", "%s[test]" % root, *floors()],
+            check=True,
+        )
     else:
         print("\n".join(floors()))

@@ -9,7 +9,7 @@ are Segment's, plus the PostHog ones at the end of the settings.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any
 
 from analytics_posthog.client import Client
 from analytics_posthog.forks import fork_safe_lock
@@ -53,7 +53,7 @@ group_type = DEFAULTS["group_type"]
 posthog_client = DEFAULTS["posthog_client"]
 exit_timeout = DEFAULTS["exit_timeout"]
 
-default_client: Optional[Client] = None
+default_client: Client | None = None
 _default_client_lock = fork_safe_lock()
 _log = logging.getLogger("analytics_posthog")
 
@@ -132,7 +132,10 @@ def configure(**settings: Any) -> None:
     """
     unknown = sorted(set(settings) - set(NAMES))
     if unknown:
-        raise TypeError("analytics_posthog.configure(): unknown setting(s) %s; known: %s" % (", ".join(unknown), ", ".join(NAMES)))
+        raise TypeError(
+            "analytics_posthog.configure(): unknown setting(s) %s; known: %s"
+            % (", ".join(unknown), ", ".join(NAMES))
+        )
     Settings(**{**_current_settings(), **settings})
     module = globals()
     client = default_client
@@ -145,7 +148,7 @@ def configure(**settings: Any) -> None:
         module[name] = value
 
 
-def _current_settings() -> Dict[str, Any]:
+def _current_settings() -> dict[str, Any]:
     module = globals()
     return {name: module[name] for name in NAMES}
 

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
 
 from analytics_posthog.version import VERSION
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="analytics-posthog", description=__doc__)
     parser.add_argument("--version", action="version", version="%(prog)s " + VERSION)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="make the six Segment calls and show what PostHog receives (offline)")
-    demo.add_argument("--live", action="store_true", help="send to the PostHog project in POSTHOG_API_KEY / POSTHOG_HOST")
+    demo = commands.add_parser(
+        "demo", help="make the six Segment calls and show what PostHog receives (offline)"
+    )
+    demo.add_argument(
+        "--live",
+        action="store_true",
+        help="send to the PostHog project in POSTHOG_API_KEY / POSTHOG_HOST",
+    )
 
     from analytics_posthog.replay import cli as replay_cli
 
@@ -34,8 +39,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     replay_cli.posthog_arguments(doctor)
     doctor.add_argument("--write-key", help="Segment write key (default: SEGMENT_WRITE_KEY)")
     doctor.add_argument("--host", help="Segment host (default: Segment's, https://api.segment.io)")
-    doctor.add_argument("--send", action="store_true", help="send one test event per leg and report whether the key was accepted")
-    doctor.add_argument("--timeout", type=replay_cli.positive_float, default=5.0, help="seconds per network check (default 5)")
+    doctor.add_argument(
+        "--send",
+        action="store_true",
+        help="send one test event per leg and report whether the key was accepted",
+    )
+    doctor.add_argument(
+        "--timeout",
+        type=replay_cli.positive_float,
+        default=5.0,
+        help="seconds per network check (default 5)",
+    )
 
     args = parser.parse_args(argv)
 

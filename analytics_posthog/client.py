@@ -10,8 +10,9 @@ counting, reporting, exit) is ``delivery.Delivery``'s.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any
 
 import posthog
 from segment.analytics import Client as SegmentClient
@@ -24,47 +25,47 @@ from analytics_posthog.settings import DEFAULTS, Settings
 from analytics_posthog.visitor import current as current_request
 
 OnError = Callable[[Exception, Any], None]
-Result = Tuple[bool, Message]
+Result = tuple[bool, Message]
 
 
-class Client(object):
+class Client:
     class DefaultConfig(SegmentClient.DefaultConfig):
-        posthog_api_key: Optional[str] = DEFAULTS["posthog_api_key"]
-        posthog_host: Optional[str] = DEFAULTS["posthog_host"]
+        posthog_api_key: str | None = DEFAULTS["posthog_api_key"]
+        posthog_host: str | None = DEFAULTS["posthog_host"]
         group_type: str = DEFAULTS["group_type"]
-        posthog_client: Optional[posthog.Client] = DEFAULTS["posthog_client"]
+        posthog_client: posthog.Client | None = DEFAULTS["posthog_client"]
         exit_timeout: float = DEFAULTS["exit_timeout"]
 
     log = logging.getLogger("analytics_posthog")
 
     def __init__(
         self,
-        write_key: Optional[str] = DefaultConfig.write_key,
-        host: Optional[str] = DefaultConfig.host,
+        write_key: str | None = DefaultConfig.write_key,
+        host: str | None = DefaultConfig.host,
         debug: bool = DefaultConfig.debug,
         max_queue_size: int = DefaultConfig.max_queue_size,
         send: bool = DefaultConfig.send,
-        on_error: Optional[OnError] = DefaultConfig.on_error,
+        on_error: OnError | None = DefaultConfig.on_error,
         gzip: bool = DefaultConfig.gzip,
         max_retries: int = DefaultConfig.max_retries,
         sync_mode: bool = DefaultConfig.sync_mode,
         timeout: float = DefaultConfig.timeout,
-        proxies: Optional[dict] = DefaultConfig.proxies,
+        proxies: dict | None = DefaultConfig.proxies,
         thread: int = DefaultConfig.thread,
         upload_size: int = DefaultConfig.upload_size,
         upload_interval: float = DefaultConfig.upload_interval,
-        log_handler: Optional[logging.Handler] = DefaultConfig.log_handler,
-        oauth_client_id: Optional[str] = DefaultConfig.oauth_client_id,
-        oauth_client_key: Optional[str] = DefaultConfig.oauth_client_key,
-        oauth_key_id: Optional[str] = DefaultConfig.oauth_key_id,
+        log_handler: logging.Handler | None = DefaultConfig.log_handler,
+        oauth_client_id: str | None = DefaultConfig.oauth_client_id,
+        oauth_client_key: str | None = DefaultConfig.oauth_client_key,
+        oauth_key_id: str | None = DefaultConfig.oauth_key_id,
         oauth_auth_server: str = DefaultConfig.oauth_auth_server,
         oauth_scope: str = DefaultConfig.oauth_scope,
         max_total_backoff_duration: float = DefaultConfig.max_total_backoff_duration,
         max_rate_limit_duration: float = DefaultConfig.max_rate_limit_duration,
-        posthog_api_key: Optional[str] = DefaultConfig.posthog_api_key,
-        posthog_host: Optional[str] = DefaultConfig.posthog_host,
+        posthog_api_key: str | None = DefaultConfig.posthog_api_key,
+        posthog_host: str | None = DefaultConfig.posthog_host,
         group_type: str = DefaultConfig.group_type,
-        posthog_client: Optional[posthog.Client] = DefaultConfig.posthog_client,
+        posthog_client: posthog.Client | None = DefaultConfig.posthog_client,
         exit_timeout: float = DefaultConfig.exit_timeout,
     ) -> None:
         """The parameters are ``settings.Settings``, spelled out so that
@@ -97,15 +98,15 @@ class Client(object):
                 self.log.addHandler(logging.StreamHandler())
 
         #: Who delivers what the calls build; ``None`` with ``send=False``.
-        self.delivery: Optional[Delivery] = Delivery(settings, keys) if send else None
+        self.delivery: Delivery | None = Delivery(settings, keys) if send else None
         self._on_error = on_error
 
     @property
-    def on_error(self) -> Optional[OnError]:
+    def on_error(self) -> OnError | None:
         return self._on_error
 
     @on_error.setter
-    def on_error(self, on_error: Optional[OnError]) -> None:
+    def on_error(self, on_error: OnError | None) -> None:
         """Segment's attribute: assigning it changes who hears about failures from now on."""
         self._on_error = on_error
         if self.delivery is not None:
@@ -114,98 +115,197 @@ class Client(object):
     def identify(
         self,
         user_id: Any = None,
-        traits: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Optional[datetime] = None,
+        traits: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | None = None,
         anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
+        integrations: dict | None = None,
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            return self._enqueue(request.apply(lambda u, a, c: message.identify(u, traits, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
-        return self._enqueue(message.identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id))
+            return self._enqueue(
+                request.apply(
+                    lambda u, a, c: message.identify(
+                        u, traits, c, timestamp, a, integrations, message_id
+                    ),
+                    user_id,
+                    anonymous_id,
+                    context,
+                )
+            )
+        return self._enqueue(
+            message.identify(
+                user_id, traits, context, timestamp, anonymous_id, integrations, message_id
+            )
+        )
 
     def track(
         self,
         user_id: Any = None,
-        event: Optional[str] = None,
-        properties: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Optional[datetime] = None,
+        event: str | None = None,
+        properties: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | None = None,
         anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
+        integrations: dict | None = None,
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            return self._enqueue(request.apply(lambda u, a, c: message.track(u, event, properties, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
+            return self._enqueue(
+                request.apply(
+                    lambda u, a, c: message.track(
+                        u, event, properties, c, timestamp, a, integrations, message_id
+                    ),
+                    user_id,
+                    anonymous_id,
+                    context,
+                )
+            )
         return self._enqueue(
-            message.track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
+            message.track(
+                user_id,
+                event,
+                properties,
+                context,
+                timestamp,
+                anonymous_id,
+                integrations,
+                message_id,
+            )
         )
 
     def alias(
         self,
         previous_id: Any = None,
         user_id: Any = None,
-        context: Optional[dict] = None,
-        timestamp: Optional[datetime] = None,
-        integrations: Optional[dict] = None,
+        context: dict | None = None,
+        timestamp: datetime | None = None,
+        integrations: dict | None = None,
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            return self._enqueue(request.apply(lambda _u, _a, c: message.alias(previous_id, user_id, c, timestamp, integrations, message_id), None, None, context, ids=False))
-        return self._enqueue(message.alias(previous_id, user_id, context, timestamp, integrations, message_id))
+            return self._enqueue(
+                request.apply(
+                    lambda _u, _a, c: message.alias(
+                        previous_id, user_id, c, timestamp, integrations, message_id
+                    ),
+                    None,
+                    None,
+                    context,
+                    ids=False,
+                )
+            )
+        return self._enqueue(
+            message.alias(previous_id, user_id, context, timestamp, integrations, message_id)
+        )
 
     def group(
         self,
         user_id: Any = None,
         group_id: Any = None,
-        traits: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Optional[datetime] = None,
+        traits: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | None = None,
         anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
+        integrations: dict | None = None,
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            return self._enqueue(request.apply(lambda u, a, c: message.group(u, group_id, traits, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
+            return self._enqueue(
+                request.apply(
+                    lambda u, a, c: message.group(
+                        u, group_id, traits, c, timestamp, a, integrations, message_id
+                    ),
+                    user_id,
+                    anonymous_id,
+                    context,
+                )
+            )
         return self._enqueue(
-            message.group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+            message.group(
+                user_id,
+                group_id,
+                traits,
+                context,
+                timestamp,
+                anonymous_id,
+                integrations,
+                message_id,
+            )
         )
 
     def page(
         self,
         user_id: Any = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Optional[datetime] = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | None = None,
         anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
+        integrations: dict | None = None,
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            return self._enqueue(request.apply(lambda u, a, c: message.page(u, category, name, properties, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
+            return self._enqueue(
+                request.apply(
+                    lambda u, a, c: message.page(
+                        u, category, name, properties, c, timestamp, a, integrations, message_id
+                    ),
+                    user_id,
+                    anonymous_id,
+                    context,
+                )
+            )
         return self._enqueue(
-            message.page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
+            message.page(
+                user_id,
+                category,
+                name,
+                properties,
+                context,
+                timestamp,
+                anonymous_id,
+                integrations,
+                message_id,
+            )
         )
 
     def screen(
         self,
         user_id: Any = None,
-        category: Optional[str] = None,
-        name: Optional[str] = None,
-        properties: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Optional[datetime] = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | None = None,
         anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
+        integrations: dict | None = None,
         message_id: Any = None,
     ) -> Result:
         if (request := current_request()) is not None:
-            return self._enqueue(request.apply(lambda u, a, c: message.screen(u, category, name, properties, c, timestamp, a, integrations, message_id), user_id, anonymous_id, context))
+            return self._enqueue(
+                request.apply(
+                    lambda u, a, c: message.screen(
+                        u, category, name, properties, c, timestamp, a, integrations, message_id
+                    ),
+                    user_id,
+                    anonymous_id,
+                    context,
+                )
+            )
         return self._enqueue(
-            message.screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
+            message.screen(
+                user_id,
+                category,
+                name,
+                properties,
+                context,
+                timestamp,
+                anonymous_id,
+                integrations,
+                message_id,
+            )
         )
 
     def _enqueue(self, msg: Message) -> Result:
@@ -214,11 +314,11 @@ class Client(object):
             return True, msg
         return self.delivery.accept(msg), msg
 
-    def stats(self) -> Dict[str, Dict[str, int]]:
+    def stats(self) -> dict[str, dict[str, int]]:
         """Per leg (``posthog``, ``segment``): queued, delivered, retried, dropped, failed."""
         return self.delivery.stats() if self.delivery is not None else {}
 
-    def get_posthog_client(self) -> Optional[posthog.Client]:
+    def get_posthog_client(self) -> posthog.Client | None:
         """The ``posthog.Client`` this client delivers through (the app's own
         ``posthog_client`` when one was handed in), for feature flags,
         ``capture_exception`` and the rest of posthog's API with the same

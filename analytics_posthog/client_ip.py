@@ -9,22 +9,25 @@ likes on the app's events.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Optional, Tuple, Union
+from collections.abc import Iterable
 
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: How the app is reached: ``0`` (directly, the default: forwarding headers are
 #: ignored, since anyone can send them), a number of proxy hops in front of it,
 #: or the proxies' addresses/networks.
-Trust = Union[int, Tuple[IPNetwork, ...]]
+Trust = int | tuple[IPNetwork, ...]
 
 
-def parse_trust(value: Union[None, bool, int, str, Iterable[str]]) -> Trust:
+def parse_trust(value: None | bool | int | str | Iterable[str]) -> Trust:
     """The ``trusted_proxies`` setting: a hop count, or addresses/networks (a list or a comma-separated string)."""
     if value is None or value is False:
         return 0
     if isinstance(value, bool) or (isinstance(value, int) and value < 0):
-        raise ValueError("trusted_proxies must be a number of proxy hops (0 or more) or proxy addresses/networks, not %r" % (value,))
+        raise ValueError(
+            "trusted_proxies must be a number of proxy hops (0 or more) or proxy addresses/networks, not %r"
+            % (value,)
+        )
     if isinstance(value, int):
         return value
     if isinstance(value, str):
@@ -35,7 +38,9 @@ def parse_trust(value: Union[None, bool, int, str, Iterable[str]]) -> Trust:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value if part.strip())
 
 
-def client_ip(peer: Optional[str], forwarded_for: Optional[str], real_ip: Optional[str], trust: Trust) -> Optional[str]:
+def client_ip(
+    peer: str | None, forwarded_for: str | None, real_ip: str | None, trust: Trust
+) -> str | None:
     """The end user's address.
 
     The peer is the user unless the app said it sits behind proxies. With a
@@ -63,12 +68,12 @@ def client_ip(peer: Optional[str], forwarded_for: Optional[str], real_ip: Option
     return client
 
 
-def _trusted(address: str, networks: Tuple[IPNetwork, ...]) -> bool:
+def _trusted(address: str, networks: tuple[IPNetwork, ...]) -> bool:
     ip = ipaddress.ip_address(address)
     return any(ip in network for network in networks)
 
 
-def _ip(value: Optional[str]) -> Optional[str]:
+def _ip(value: str | None) -> str | None:
     """``value`` as a normalised IP address (ports and IPv6 brackets removed), or ``None``."""
     if not value:
         return None

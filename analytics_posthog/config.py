@@ -7,8 +7,8 @@ never overridden by a stray variable on the machine.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional
 
 DEFAULT_POSTHOG_HOST = "https://us.i.posthog.com"
 POSTHOG_KEY_PREFIX = "phc_"
@@ -31,9 +31,9 @@ POSTHOG_MISSING_MESSAGE = (
 
 @dataclass(frozen=True)
 class Keys:
-    posthog_api_key: Optional[str]
+    posthog_api_key: str | None
     posthog_host: str
-    segment_write_key: Optional[str]
+    segment_write_key: str | None
 
     @property
     def any(self) -> bool:
@@ -41,9 +41,9 @@ class Keys:
 
 
 def resolve_keys(
-    write_key: Optional[str],
-    posthog_api_key: Optional[str],
-    posthog_host: Optional[str],
+    write_key: str | None,
+    posthog_api_key: str | None,
+    posthog_host: str | None,
     environ: Mapping[str, str] = os.environ,
 ) -> Keys:
     """Resolve keys: a ``phc_`` write key is a PostHog project key, not Segment's."""
@@ -52,10 +52,11 @@ def resolve_keys(
         posthog_api_key = posthog_api_key or write_key
         write_key = None
     if not posthog_api_key:
-        posthog_api_key = next((environ[name] for name in POSTHOG_KEY_VARIABLES if environ.get(name)), None)
+        posthog_api_key = next(
+            (environ[name] for name in POSTHOG_KEY_VARIABLES if environ.get(name)), None
+        )
     return Keys(
         posthog_api_key=posthog_api_key,
         posthog_host=posthog_host or environ.get(POSTHOG_HOST_VARIABLE) or DEFAULT_POSTHOG_HOST,
         segment_write_key=write_key,
     )
-

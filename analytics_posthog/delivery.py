@@ -14,7 +14,8 @@ import atexit
 import logging
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import posthog
 from segment.analytics import Client as SegmentClient
@@ -44,34 +45,42 @@ class Delivery:
         self.on_error = settings.on_error
         self.sync_mode = settings.sync_mode
         self.exit_timeout = settings.exit_timeout
-        self.legs: List[Leg] = []
-        self._posthog: Optional[posthog_leg.PostHogLeg] = None
-        self._segment: Optional[segment_leg.SegmentLeg] = None
+        self.legs: list[Leg] = []
+        self._posthog: posthog_leg.PostHogLeg | None = None
+        self._segment: segment_leg.SegmentLeg | None = None
         if settings.posthog_client is not None or keys.posthog_api_key:
             client = settings.posthog_client or posthog.Client(
-                keys.posthog_api_key or "", host=keys.posthog_host, **settings.posthog_client_arguments(self._leg_failed("posthog"))
+                keys.posthog_api_key or "",
+                host=keys.posthog_host,
+                **settings.posthog_client_arguments(self._leg_failed("posthog")),
             )
             owned = settings.posthog_client is None
-            self._posthog = posthog_leg.PostHogLeg(client, settings.group_type, self._retried("posthog"), owned=owned)
+            self._posthog = posthog_leg.PostHogLeg(
+                client, settings.group_type, self._retried("posthog"), owned=owned
+            )
             self.legs.append(self._posthog)
         else:
             log.warning(POSTHOG_MISSING_MESSAGE)
         if keys.segment_write_key:
             segment_key = keys.segment_write_key
             segment_arguments = settings.segment_client_arguments(self._leg_failed("segment"))
-            self._segment = segment_leg.SegmentLeg(lambda: SegmentClient(segment_key, **segment_arguments), self._retried("segment"))
+            self._segment = segment_leg.SegmentLeg(
+                lambda: SegmentClient(segment_key, **segment_arguments), self._retried("segment")
+            )
             self.legs.append(self._segment)
         self._stats = DeliveryStats(leg.name for leg in self.legs)
         self._drops = Drops(self._report, log, settings.max_queue_size)
         self._closed = False
-        self.dispatcher = Dispatcher(self._deliver, settings.max_queue_size, self._legs_ready, self._drops.report_turned_away)
+        self.dispatcher = Dispatcher(
+            self._deliver, settings.max_queue_size, self._legs_ready, self._drops.report_turned_away
+        )
         reset_in_child(self._reset_in_child)
         if not self.sync_mode:
             self._exit_hook = _exit_hook(self)
             atexit.register(self._exit_hook)
 
     @property
-    def posthog_client(self) -> Optional[posthog.Client]:
+    def posthog_client(self) -> posthog.Client | None:
         return self._posthog.client if self._posthog is not None else None
 
     def accept(self, msg: Message) -> bool:
@@ -92,7 +101,11 @@ class Delivery:
             if self.dispatcher.put(msg, near_limit):
                 return True
         if self._closed:
-            self._dropped([leg.name for leg in self.legs], [msg], ClientClosed("the client was shut down (join() or shutdown())"))
+            self._dropped(
+                [leg.name for leg in self.legs],
+                [msg],
+                ClientClosed("the client was shut down (join() or shutdown())"),
+            )
         else:
             self._turn_away(msg)
         return False
@@ -113,7 +126,7 @@ class Delivery:
         mode the caller's thread delivers, over HTTP, and is not gated: a fork
         would wait for the request.
         """
-        results: List[Tuple[Leg, bool, Optional[Exception]]] = []
+        results: list[tuple[Leg, bool, Exception | None]] = []
         gated = not self.sync_mode
         if gated:
             GATE.enter()
@@ -141,7 +154,10 @@ class Delivery:
                 continue
             delivered = False
             if self.sync_mode:
-                failure = DeliveryError("the %s leg did not deliver a %s message (its log says why)" % (leg.name, msg["type"]))
+                failure = DeliveryError(
+                    "the %s leg did not deliver a %s message (its log says why)"
+                    % (leg.name, msg["type"])
+                )
                 log.error("%s", failure)
                 self._stats.add(leg.name, "refused")
                 self._report(failure, [msg])
@@ -169,7 +185,7 @@ class Delivery:
 
         return failed
 
-    def _dropped(self, legs: List[str], msgs: List[Any], error: DeliveryError) -> None:
+    def _dropped(self, legs: list[str], msgs: list[Any], error: DeliveryError) -> None:
         """Count, report and log messages never handed over."""
         for leg in legs:
             self._stats.add(leg, "dropped", len(msgs))
@@ -184,15 +200,17 @@ class Delivery:
         except Exception:
             log.exception("on_error raised")
 
-    def stats(self) -> Dict[str, Dict[str, int]]:
+    def stats(self) -> dict[str, dict[str, int]]:
         """Per leg: queued, delivered, retried, dropped, failed (``stats.DeliveryStats``)."""
-        return self._stats.snapshot(self.dispatcher.pending, {leg.name: leg.pending for leg in self.legs})
+        return self._stats.snapshot(
+            self.dispatcher.pending, {leg.name: leg.pending for leg in self.legs}
+        )
 
     def _reset_in_child(self) -> None:
         self._stats = DeliveryStats(leg.name for leg in self.legs)
         self._drops.reset()
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:
         """Block until every queued message has been delivered (or given up
         on), for at most ``timeout`` seconds in all (``None``: no limit);
         whether nothing is left queued."""
@@ -228,7 +246,9 @@ class Delivery:
         self._drops.report_turned_away()
         left = self.dispatcher.discard()
         if left:
-            self._dropped([leg.name for leg in self.legs], left, ExitTimeout("exit came before delivery"))
+            self._dropped(
+                [leg.name for leg in self.legs], left, ExitTimeout("exit came before delivery")
+            )
         for leg in self.legs:
             remaining = deadline - time.monotonic()
             if remaining > 0:
@@ -238,9 +258,17 @@ class Delivery:
             if left:
                 # Taken back from the leg: dropped, no longer accepted.
                 self._stats.add(leg.name, "accepted", -len(left))
-                self._dropped([leg.name], left, ExitTimeout("exit came before the %s leg delivered" % leg.name))
+                self._dropped(
+                    [leg.name],
+                    left,
+                    ExitTimeout("exit came before the %s leg delivered" % leg.name),
+                )
             if leg.pending:
-                log.warning("%d message(s) were still in flight to %s at exit; their delivery is unknown", leg.pending, leg.name)
+                log.warning(
+                    "%d message(s) were still in flight to %s at exit; their delivery is unknown",
+                    leg.pending,
+                    leg.name,
+                )
         self._drops.log(force=True)
 
 

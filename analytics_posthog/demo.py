@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Any, Dict, List, TextIO
+from typing import Any, TextIO
 
 from analytics_posthog.client import Client
 from analytics_posthog.config import POSTHOG_KEY_VARIABLES
@@ -35,16 +35,38 @@ CONTEXT = {
 }
 
 #: posthog adds these to every event; they say nothing about the mapping.
-POSTHOG_ENRICHMENT = {"$lib", "$lib_version", "$python_runtime", "$python_version", "$is_server", "$os_distro"}
+POSTHOG_ENRICHMENT = {
+    "$lib",
+    "$lib_version",
+    "$python_runtime",
+    "$python_version",
+    "$is_server",
+    "$os_distro",
+}
 
 
-def make_calls(client: Client) -> List[Dict[str, Any]]:
+def make_calls(client: Client) -> list[dict[str, Any]]:
     """The six calls a Segment integration typically makes, with realistic context."""
     now = datetime.now(timezone.utc)
     calls = [
-        client.identify("user-1001", {"email": "ann@acme.test", "plan": "pro"}, CONTEXT, now, "anon-42"),
-        client.track("user-1001", "Order Completed", {"order_id": "o-77", "revenue": 42.5, "currency": "GBP"}, CONTEXT, now),
-        client.page("user-1001", "Shop", "Checkout", {"url": "https://shop.acme.test/checkout?step=2"}, CONTEXT, now),
+        client.identify(
+            "user-1001", {"email": "ann@acme.test", "plan": "pro"}, CONTEXT, now, "anon-42"
+        ),
+        client.track(
+            "user-1001",
+            "Order Completed",
+            {"order_id": "o-77", "revenue": 42.5, "currency": "GBP"},
+            CONTEXT,
+            now,
+        ),
+        client.page(
+            "user-1001",
+            "Shop",
+            "Checkout",
+            {"url": "https://shop.acme.test/checkout?step=2"},
+            CONTEXT,
+            now,
+        ),
         client.screen("user-1001", "Onboarding", "Welcome", {"step": 1}, CONTEXT, now),
         client.group("user-1001", "acme-inc", {"name": "Acme Inc", "employees": 120}, CONTEXT, now),
         client.alias("anon-42", "user-1001", CONTEXT, now),
@@ -69,13 +91,18 @@ def run(live: bool = False, out: TextIO = sys.stdout) -> int:
     out.write("PostHog received %d events at %s/batch/:\n\n" % (len(events), server.url))
     for event in events:
         out.write(json.dumps(_shown(event), indent=2, ensure_ascii=False) + "\n\n")
-    out.write("Segment received %d messages (dual-write), each with the same messageId:\n" % len(segment))
+    out.write(
+        "Segment received %d messages (dual-write), each with the same messageId:\n" % len(segment)
+    )
     for msg in segment:
-        out.write("  %-8s messageId=%s integrations=%s\n" % (msg["type"], msg["messageId"], json.dumps(msg["integrations"])))
+        out.write(
+            "  %-8s messageId=%s integrations=%s\n"
+            % (msg["type"], msg["messageId"], json.dumps(msg["integrations"]))
+        )
     return 0
 
 
-def _shown(event: Dict[str, Any]) -> Dict[str, Any]:
+def _shown(event: dict[str, Any]) -> dict[str, Any]:
     """The event as it arrived, minus posthog's own enrichment; the whole-context
     ``segment_*`` copies are listed by name only, to keep the output readable."""
     properties = event.get("properties", {})
@@ -95,12 +122,17 @@ def _shown(event: Dict[str, Any]) -> Dict[str, Any]:
 
 def _run_live(out: TextIO) -> int:
     if not any(os.environ.get(name) for name in POSTHOG_KEY_VARIABLES):
-        out.write("--live needs POSTHOG_API_KEY (and POSTHOG_HOST for a non-US-cloud project) in the environment.\n")
+        out.write(
+            "--live needs POSTHOG_API_KEY (and POSTHOG_HOST for a non-US-cloud project) in the environment.\n"
+        )
         return 2
     client = Client(sync_mode=True)
     messages = make_calls(client)
     client.shutdown()
-    out.write("Sent %d calls to %s; find them in PostHog by these messageIds:\n" % (len(messages), client.posthog_host))
+    out.write(
+        "Sent %d calls to %s; find them in PostHog by these messageIds:\n"
+        % (len(messages), client.posthog_host)
+    )
     for msg in messages:
         out.write("  %-8s %s\n" % (msg["type"], msg["messageId"]))
     return 0

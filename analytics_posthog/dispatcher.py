@@ -27,7 +27,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Callable, Deque, List, Optional, Tuple
+from collections.abc import Callable
 
 from analytics_posthog.forks import reset_in_child
 from analytics_posthog.message import Message, delivering_near_limit
@@ -36,7 +36,7 @@ from analytics_posthog.posthog_internals import pinned
 
 log = logging.getLogger("analytics_posthog")
 
-Item = Tuple[Message, contextvars.Context]
+Item = tuple[Message, contextvars.Context]
 
 #: The app counts as idle once no call has arrived for this long.
 QUIET = 0.0005
@@ -95,12 +95,12 @@ class Dispatcher:
 
     def _reset(self) -> None:
         """Start empty: in a forked child the parent's queue is the parent's to deliver."""
-        self._messages: Deque[Message] = collections.deque()
-        self._contexts: Deque[contextvars.Context] = collections.deque()
+        self._messages: collections.deque[Message] = collections.deque()
+        self._contexts: collections.deque[contextvars.Context] = collections.deque()
         self._last_context = contextvars.Context()
         self._pair_lock = threading.Lock()
         self._last_put = 0.0
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._wake = threading.Event()
         self._done = threading.Condition()
@@ -161,7 +161,9 @@ class Dispatcher:
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                thread = threading.Thread(target=self._run, name="analytics-posthog-dispatcher", daemon=True)
+                thread = threading.Thread(
+                    target=self._run, name="analytics-posthog-dispatcher", daemon=True
+                )
                 thread.start()
                 self._thread = thread
 
@@ -216,7 +218,7 @@ class Dispatcher:
         except Exception:
             log.exception("analytics_posthog: reporting failed unexpectedly")
 
-    def flush(self, timeout: Optional[float] = None) -> bool:
+    def flush(self, timeout: float | None = None) -> bool:
         """Deliver now, whatever the app is doing; wait until every queued
         message has been handed to the legs."""
         with self._done:
@@ -232,16 +234,16 @@ class Dispatcher:
             with self._done:
                 self._urgent -= 1
 
-    def discard(self) -> List[Message]:
+    def discard(self) -> list[Message]:
         """Take back what was never handed over, so it can be counted and reported."""
-        left: List[Message] = []
+        left: list[Message] = []
         while True:
             try:
                 left.append(self._take()[0])
             except IndexError:
                 return left
 
-    def stop(self, timeout: Optional[float] = None) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Take nothing more, hand over what is queued, then end the thread."""
         with self._pair_lock:
             self._stopped = True

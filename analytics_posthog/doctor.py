@@ -19,7 +19,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, List, Optional, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import posthog
@@ -65,10 +65,10 @@ def mask(key: str) -> str:
 
 
 def run(
-    posthog_api_key: Optional[str] = None,
-    posthog_host: Optional[str] = None,
-    write_key: Optional[str] = None,
-    host: Optional[str] = None,
+    posthog_api_key: str | None = None,
+    posthog_host: str | None = None,
+    write_key: str | None = None,
+    host: str | None = None,
     send: bool = False,
     timeout: float = 5.0,
     out: TextIO = sys.stdout,
@@ -76,7 +76,7 @@ def run(
     """Print the diagnosis; 0 when every configured leg works, 1 otherwise."""
     environ = os.environ
     keys = resolve_keys(write_key, posthog_api_key, posthog_host, environ)
-    legs: List[Leg] = []
+    legs: list[Leg] = []
     problems = 0
 
     if keys.posthog_api_key:
@@ -85,12 +85,21 @@ def run(
             keys.posthog_api_key,
             _posthog_key_source(keys.posthog_api_key, posthog_api_key, write_key, environ),
             keys.posthog_host,
-            "--posthog-host" if posthog_host else POSTHOG_HOST_VARIABLE if environ.get(POSTHOG_HOST_VARIABLE) else "default",
+            "--posthog-host"
+            if posthog_host
+            else POSTHOG_HOST_VARIABLE
+            if environ.get(POSTHOG_HOST_VARIABLE)
+            else "default",
         )
         legs.append(leg)
-        out.write("PostHog: on (key %s from %s), host %s (%s)\n" % (mask(leg.key), leg.key_source, leg.host, leg.host_source))
+        out.write(
+            "PostHog: on (key %s from %s), host %s (%s)\n"
+            % (mask(leg.key), leg.key_source, leg.host, leg.host_source)
+        )
     else:
-        out.write("PostHog: off (no %s, and no --posthog-api-key)\n" % " / ".join(POSTHOG_KEY_VARIABLES))
+        out.write(
+            "PostHog: off (no %s, and no --posthog-api-key)\n" % " / ".join(POSTHOG_KEY_VARIABLES)
+        )
     if keys.segment_write_key:
         segment_host = host or SEGMENT_DEFAULT_HOST
         leg = Leg(
@@ -101,9 +110,15 @@ def run(
             "--host" if host else "default",
         )
         legs.append(leg)
-        out.write("Segment: on, dual-write (write key %s from %s), host %s (%s)\n" % (mask(leg.key), leg.key_source, leg.host, leg.host_source))
+        out.write(
+            "Segment: on, dual-write (write key %s from %s), host %s (%s)\n"
+            % (mask(leg.key), leg.key_source, leg.host, leg.host_source)
+        )
     elif (write_key or environ.get(SEGMENT_KEY_VARIABLE) or "").startswith(POSTHOG_KEY_PREFIX):
-        out.write("Segment: off (the write key starts with %s, so it is a PostHog project key, used for PostHog)\n" % POSTHOG_KEY_PREFIX)
+        out.write(
+            "Segment: off (the write key starts with %s, so it is a PostHog project key, used for PostHog)\n"
+            % POSTHOG_KEY_PREFIX
+        )
     else:
         out.write("Segment: off (no %s, and no --write-key)\n" % SEGMENT_KEY_VARIABLE)
 
@@ -116,14 +131,24 @@ def run(
             "Project settings), and SEGMENT_WRITE_KEY too while you dual-write.\n"
         )
         return 1
-    if keys.posthog_api_key and keys.posthog_host == DEFAULT_POSTHOG_HOST and not posthog_host and not environ.get(POSTHOG_HOST_VARIABLE):
-        out.write("note: PostHog host is the US cloud; an EU project needs POSTHOG_HOST=https://eu.i.posthog.com\n")
+    if (
+        keys.posthog_api_key
+        and keys.posthog_host == DEFAULT_POSTHOG_HOST
+        and not posthog_host
+        and not environ.get(POSTHOG_HOST_VARIABLE)
+    ):
+        out.write(
+            "note: PostHog host is the US cloud; an EU project needs POSTHOG_HOST=https://eu.i.posthog.com\n"
+        )
 
     for leg in legs:
         error = reachable(leg.host, timeout)
         if error:
             problems += 1
-            out.write("%s host %s: unreachable: %s\nFIX: check the host setting and this machine's network/proxy.\n" % (leg.name, leg.host, error))
+            out.write(
+                "%s host %s: unreachable: %s\nFIX: check the host setting and this machine's network/proxy.\n"
+                % (leg.name, leg.host, error)
+            )
             continue
         out.write("%s host %s: reachable\n" % (leg.name, leg.host))
         if send:
@@ -134,20 +159,28 @@ def run(
                 problems += 1
                 out.write("%s: test event NOT accepted: %s\n" % (leg.name, verdict))
     if not send:
-        out.write("(add --send to deliver one test event per leg and check the keys are accepted)\n")
-    out.write("OK: everything configured works.\n" if not problems else "%d problem(s) found.\n" % problems)
+        out.write(
+            "(add --send to deliver one test event per leg and check the keys are accepted)\n"
+        )
+    out.write(
+        "OK: everything configured works.\n"
+        if not problems
+        else "%d problem(s) found.\n" % problems
+    )
     return 0 if not problems else 1
 
 
-def _posthog_key_source(key: str, argument: Optional[str], write_key: Optional[str], environ: Any) -> str:
+def _posthog_key_source(key: str, argument: str | None, write_key: str | None, environ: Any) -> str:
     if argument:
         return "--posthog-api-key"
     if key == (write_key or environ.get(SEGMENT_KEY_VARIABLE)):
-        return ("--write-key" if write_key else SEGMENT_KEY_VARIABLE) + ", a %s key counts as PostHog's" % POSTHOG_KEY_PREFIX
+        return (
+            "--write-key" if write_key else SEGMENT_KEY_VARIABLE
+        ) + ", a %s key counts as PostHog's" % POSTHOG_KEY_PREFIX
     return next(name for name in POSTHOG_KEY_VARIABLES if environ.get(name) == key)
 
 
-def reachable(url: str, timeout: float) -> Optional[str]:
+def reachable(url: str, timeout: float) -> str | None:
     """``None`` when the host answers HTTP at all (any status); else what went wrong, in words."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -164,7 +197,10 @@ def reachable(url: str, timeout: float) -> Optional[str]:
     if isinstance(reason, socket.gaierror):
         return "the name %s does not resolve (DNS): check for a typo" % parts.hostname
     if isinstance(reason, ConnectionRefusedError):
-        return "connection refused on %s port %s: nothing listens there" % (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        return "connection refused on %s port %s: nothing listens there" % (
+            parts.hostname,
+            parts.port or (443 if parts.scheme == "https" else 80),
+        )
     if isinstance(reason, (socket.timeout, TimeoutError)):
         return "no answer within %gs (firewall or proxy?)" % timeout
     if isinstance(reason, ssl.SSLError):
@@ -172,19 +208,28 @@ def reachable(url: str, timeout: float) -> Optional[str]:
     return str(reason)
 
 
-def send_test_event(leg: Leg, timeout: float) -> Optional[str]:
+def send_test_event(leg: Leg, timeout: float) -> str | None:
     """Deliver one event through the library's leg, without retries; ``None``
     when accepted, else the service's refusal and what to do about it."""
-    errors: List[Exception] = []
+    errors: list[Exception] = []
 
     def on_error(error: Exception, batch: Any) -> None:
         errors.append(error)
 
     msg = message.track(TEST_USER, TEST_EVENT, {"source": "analytics-posthog doctor"})
-    settings = Settings(host=leg.host, max_queue_size=10, max_retries=0, timeout=timeout, upload_size=1, upload_interval=0.1)
+    settings = Settings(
+        host=leg.host,
+        max_queue_size=10,
+        max_retries=0,
+        timeout=timeout,
+        upload_size=1,
+        upload_interval=0.1,
+    )
     delivery: DeliveryLeg
     if leg.name == "PostHog":
-        client = posthog.Client(leg.key, host=leg.host, **settings.posthog_client_arguments(on_error))
+        client = posthog.Client(
+            leg.key, host=leg.host, **settings.posthog_client_arguments(on_error)
+        )
         delivery = posthog_leg.PostHogLeg(client, settings.group_type)
     else:
         arguments = settings.segment_client_arguments(on_error)
@@ -199,8 +244,13 @@ def send_test_event(leg: Leg, timeout: float) -> Optional[str]:
         return "the key was refused (HTTP %d). FIX: copy the %s again from %s." % (
             status,
             "project API key (phc_...)" if leg.name == "PostHog" else "write key",
-            "PostHog's Project settings" if leg.name == "PostHog" else "the Segment source's settings",
+            "PostHog's Project settings"
+            if leg.name == "PostHog"
+            else "the Segment source's settings",
         )
     if isinstance(status, int) and 400 <= status < 500:
-        return "the service answered HTTP %d (%s). FIX: check the key and host." % (status, errors[0])
+        return "the service answered HTTP %d (%s). FIX: check the key and host." % (
+            status,
+            errors[0],
+        )
     return "%s. FIX: check the host and try again." % (errors[0],)

@@ -17,7 +17,8 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List
+from collections.abc import Callable
+from typing import Any
 
 from analytics_posthog.errors import DeliveryError, QueueFull
 
@@ -31,7 +32,9 @@ MIN_KEPT_FOR_ON_ERROR = 1000
 
 
 class Drops:
-    def __init__(self, report: Callable[[Exception, Any], None], log: logging.Logger, max_queue_size: int) -> None:
+    def __init__(
+        self, report: Callable[[Exception, Any], None], log: logging.Logger, max_queue_size: int
+    ) -> None:
         """``report`` tells ``on_error`` (and survives its failure)."""
         self._report = report
         self._log = log
@@ -41,9 +44,9 @@ class Drops:
     def reset(self) -> None:
         """Start afresh (in a forked child: another thread may have held the lock)."""
         self._lock = threading.Lock()
-        self._turned_away: Deque[Any] = collections.deque()
+        self._turned_away: collections.deque[Any] = collections.deque()
         self._turned_away_unkept = 0
-        self._unlogged: Dict[str, int] = {}
+        self._unlogged: dict[str, int] = {}
         self._unkept_unlogged = 0
         self._logged_at = float("-inf")
 
@@ -61,7 +64,7 @@ class Drops:
     def report_turned_away(self) -> None:
         if not self._turned_away and not self._turned_away_unkept:
             return
-        msgs: List[Any] = []
+        msgs: list[Any] = []
         while True:
             try:
                 msgs.append(self._turned_away.popleft())
@@ -70,7 +73,7 @@ class Drops:
         unkept, self._turned_away_unkept = self._turned_away_unkept, 0
         self.tell(QueueFull("analytics-posthog queue is full"), msgs, unkept)
 
-    def tell(self, error: DeliveryError, msgs: List[Any], unkept: int = 0) -> None:
+    def tell(self, error: DeliveryError, msgs: list[Any], unkept: int = 0) -> None:
         """``on_error`` for ``msgs``; the log for them and ``unkept`` more."""
         if msgs:
             self._report(error, msgs)
@@ -92,4 +95,9 @@ class Drops:
             self._logged_at = now
         reasons = "; ".join("%s: %d" % item for item in counts.items())
         not_told = " (%d of them too many at once to keep for on_error)" % unkept if unkept else ""
-        self._log.warning("analytics_posthog dropped %d message(s)%s (%s); see stats()", sum(counts.values()), not_told, reasons)
+        self._log.warning(
+            "analytics_posthog dropped %d message(s)%s (%s); see stats()",
+            sum(counts.values()),
+            not_told,
+            reasons,
+        )

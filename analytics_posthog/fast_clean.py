@@ -16,7 +16,8 @@ event (each product of an order, ``context.page``) are of that kind.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, List
+from collections.abc import Callable
+from typing import Any
 
 PLAIN = frozenset({str, int, float, bool, type(None)})
 _all_plain = PLAIN.issuperset
@@ -26,13 +27,13 @@ _all_str = frozenset({str}).issuperset
 #: ``str`` and each value handed to the library's ``clean``; while it stays
 #: empty, the result holds only dicts, lists and plain values under ``str``
 #: keys.
-Clean = Callable[[Any, List[Any]], Any]
+Clean = Callable[[Any, list[Any]], Any]
 
 
 def with_fast_path(slow: Callable[[Any], Any], log: logging.Logger) -> Clean:
     """``slow`` (a library's ``clean``) with plain values, dicts and lists handled here."""
 
-    def clean(item: Any, unusual: List[Any]) -> Any:
+    def clean(item: Any, unusual: list[Any]) -> Any:
         kind = type(item)
         if kind in PLAIN:
             return item

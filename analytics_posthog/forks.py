@@ -31,7 +31,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Callable, Set
+from collections.abc import Callable
 
 log = logging.getLogger("analytics_posthog")
 
@@ -55,7 +55,7 @@ class ForkGate:
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._inside: Set[int] = set()
+        self._inside: set[int] = set()
         self._forking = 0
 
     def enter(self) -> None:
@@ -89,7 +89,9 @@ class ForkGate:
 
 
 GATE = ForkGate()
-os.register_at_fork(before=GATE.before_fork, after_in_parent=GATE.after_in_parent, after_in_child=GATE._reset)
+os.register_at_fork(
+    before=GATE.before_fork, after_in_parent=GATE.after_in_parent, after_in_child=GATE._reset
+)
 
 
 def reset_in_child(method: Callable[[], None]) -> None:

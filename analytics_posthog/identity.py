@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, TypeGuard, Union
+from typing import Any, TypeGuard
 from urllib.parse import unquote
 
 from analytics_posthog.config import resolve_keys
@@ -43,12 +43,14 @@ AJS_USER_ID, AJS_ANONYMOUS_ID = "ajs_user_id", "ajs_anonymous_id"
 class BrowserVisitor:
     """Who the cookies say the visitor is: Segment's ids and posthog-js's session."""
 
-    user_id: Optional[str] = None
-    anonymous_id: Optional[str] = None
-    session_id: Optional[str] = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    session_id: str | None = None
 
 
-def from_cookies(cookie_header: Optional[str], project_key: Optional[str], now_ms: Optional[float] = None) -> Optional[BrowserVisitor]:
+def from_cookies(
+    cookie_header: str | None, project_key: str | None, now_ms: float | None = None
+) -> BrowserVisitor | None:
     """The visitor from posthog-js's cookie if it names one, else from analytics.js's cookies, else ``None``.
 
     ``project_key``: the PostHog project key, naming posthog-js's cookie; when
@@ -61,9 +63,9 @@ def from_cookies(cookie_header: Optional[str], project_key: Optional[str], now_m
     return found if found is not None else analytics_js(cookies)
 
 
-def parse(cookie_header: str) -> Dict[str, str]:
+def parse(cookie_header: str) -> dict[str, str]:
     """``name -> raw value`` of a ``Cookie`` header (the first of a repeated name wins)."""
-    cookies: Dict[str, str] = {}
+    cookies: dict[str, str] = {}
     for pair in cookie_header[:HEADER_LIMIT].split(";"):
         name, sep, value = pair.partition("=")
         name = name.strip()
@@ -72,11 +74,17 @@ def parse(cookie_header: str) -> Dict[str, str]:
     return cookies
 
 
-def posthog_js(cookies: Dict[str, str], project_key: Optional[str], now_ms: float) -> Optional[BrowserVisitor]:
+def posthog_js(
+    cookies: dict[str, str], project_key: str | None, now_ms: float
+) -> BrowserVisitor | None:
     if project_key:
         raw = cookies.get(posthog_cookie_name(project_key))
     else:
-        candidates = [value for name, value in cookies.items() if name.startswith(POSTHOG_PREFIX) and name.endswith(POSTHOG_SUFFIX)]
+        candidates = [
+            value
+            for name, value in cookies.items()
+            if name.startswith(POSTHOG_PREFIX) and name.endswith(POSTHOG_SUFFIX)
+        ]
         raw = candidates[0] if len(candidates) == 1 else None
     data = _json(raw)
     if not isinstance(data, dict):
@@ -84,7 +92,9 @@ def posthog_js(cookies: Dict[str, str], project_key: Optional[str], now_ms: floa
     distinct_id = sanitise_id(data.get("distinct_id"))
     if distinct_id is None:
         return None
-    return BrowserVisitor(anonymous_id=distinct_id, session_id=_live_session(data.get("$sesid"), now_ms))
+    return BrowserVisitor(
+        anonymous_id=distinct_id, session_id=_live_session(data.get("$sesid"), now_ms)
+    )
 
 
 def posthog_cookie_name(project_key: str) -> str:
@@ -93,24 +103,29 @@ def posthog_cookie_name(project_key: str) -> str:
     return POSTHOG_PREFIX + token + POSTHOG_SUFFIX
 
 
-def analytics_js(cookies: Dict[str, str]) -> Optional[BrowserVisitor]:
-    user_id, anonymous_id = _ajs_id(cookies.get(AJS_USER_ID)), _ajs_id(cookies.get(AJS_ANONYMOUS_ID))
+def analytics_js(cookies: dict[str, str]) -> BrowserVisitor | None:
+    user_id, anonymous_id = (
+        _ajs_id(cookies.get(AJS_USER_ID)),
+        _ajs_id(cookies.get(AJS_ANONYMOUS_ID)),
+    )
     if user_id is None and anonymous_id is None:
         return None
     return BrowserVisitor(user_id=user_id, anonymous_id=anonymous_id)
 
 
-def project_key() -> Optional[str]:
+def project_key() -> str | None:
     """The PostHog project key the default client uses (or will use): its settings, then the environment."""
     import analytics_posthog
 
     client = analytics_posthog.default_client
     if client is not None:
         return client.posthog_api_key
-    return resolve_keys(analytics_posthog.write_key, analytics_posthog.posthog_api_key, None).posthog_api_key
+    return resolve_keys(
+        analytics_posthog.write_key, analytics_posthog.posthog_api_key, None
+    ).posthog_api_key
 
 
-def _live_session(sesid: Any, now_ms: float) -> Optional[str]:
+def _live_session(sesid: Any, now_ms: float) -> str | None:
     if not isinstance(sesid, list) or len(sesid) < 2:
         return None
     last_activity, session_id = sesid[0], sesid[1]
@@ -122,7 +137,7 @@ def _live_session(sesid: Any, now_ms: float) -> Optional[str]:
     return sanitise_id(session_id)
 
 
-def _ajs_id(raw: Optional[str]) -> Optional[str]:
+def _ajs_id(raw: str | None) -> str | None:
     if raw is None or len(raw) > VALUE_LIMIT:
         return None
     value: Any = unquote(raw)
@@ -131,7 +146,7 @@ def _ajs_id(raw: Optional[str]) -> Optional[str]:
     return sanitise_id(value)
 
 
-def _json(raw: Optional[str], url_encoded: bool = True) -> Any:
+def _json(raw: str | None, url_encoded: bool = True) -> Any:
     """JSON from a cookie value (URL-decoded first if ``url_encoded``); ``None`` when it is not JSON."""
     if raw is None or len(raw) > VALUE_LIMIT:
         return None
@@ -141,5 +156,5 @@ def _json(raw: Optional[str], url_encoded: bool = True) -> Any:
         return None
 
 
-def _number(value: Any) -> TypeGuard[Union[int, float]]:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

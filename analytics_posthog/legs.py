@@ -11,7 +11,7 @@ third destination is a third implementation of this protocol.
 from __future__ import annotations
 
 import threading
-from typing import Any, List, Optional, Protocol
+from typing import Any, Protocol
 
 from analytics_posthog.message import Message
 
@@ -21,7 +21,7 @@ class Leg(Protocol):
     name: str
 
     @property
-    def host(self) -> Optional[str]:
+    def host(self) -> str | None:
         """Where the leg sends, for outage warnings."""
         ...
 
@@ -52,7 +52,7 @@ class Leg(Protocol):
         """Whether ``send`` would find room: a full leg is skipped, not waited for."""
         ...
 
-    def flush(self, timeout: Optional[float]) -> None:
+    def flush(self, timeout: float | None) -> None:
         """Wait until what was handed over is delivered or given up on, for at
         most ``timeout`` seconds (``None``: no limit)."""
         ...
@@ -62,7 +62,7 @@ class Leg(Protocol):
         client, shared with us, is only flushed: it stays the app's)."""
         ...
 
-    def abandon(self) -> List[Any]:
+    def abandon(self) -> list[Any]:
         """At exit, past the deadline: stop the library's threads and return
         what was never sent, so it is counted and reported, not lost silently."""
         ...

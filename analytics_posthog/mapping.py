@@ -14,9 +14,10 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_GROUP_TYPE = "segment_group"
@@ -39,7 +40,7 @@ EVENT_NAMES = {
 }
 
 #: Segment context path -> PostHog property.
-CONTEXT_PROPERTIES: Tuple[Tuple[Tuple[str, ...], str], ...] = (
+CONTEXT_PROPERTIES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("ip",), "$ip"),
     (("userAgent",), "$raw_user_agent"),
     (("page", "url"), "$current_url"),
@@ -76,7 +77,7 @@ CAMPAIGN_RENAMES = {"name": "campaign"}
 #: The call's own property -> the PostHog property it also becomes, as
 #: Segment's destination maps them (the original is kept as well). When the
 #: call names the PostHog property itself, its own value wins.
-PROPERTY_ALIASES: Tuple[Tuple[str, str], ...] = (
+PROPERTY_ALIASES: tuple[tuple[str, str], ...] = (
     ("url", "$current_url"),
     ("utm_name", "utm_campaign"),
     ("browser", "$browser"),
@@ -84,13 +85,13 @@ PROPERTY_ALIASES: Tuple[Tuple[str, str], ...] = (
 
 #: Properties a call type always carries: a group has no location, so GeoIP
 #: must not give it the location of whichever request updated it.
-FIXED_PROPERTIES: Dict[str, Dict[str, Any]] = {
+FIXED_PROPERTIES: dict[str, dict[str, Any]] = {
     "group": {"$geoip_disable": True},
 }
 
 #: CONTEXT_PROPERTIES by top-level context key, so mapping a context costs
 #: what the context holds rather than the length of the table.
-_CONTEXT_INDEX: Dict[str, List[Tuple[Tuple[str, ...], str]]] = {}
+_CONTEXT_INDEX: dict[str, list[tuple[tuple[str, ...], str]]] = {}
 for _path, _name in CONTEXT_PROPERTIES:
     _CONTEXT_INDEX.setdefault(_path[0], []).append((_path[1:], _name))
 
@@ -108,7 +109,7 @@ class PostHogEvent:
 
     event: str
     distinct_id: str
-    properties: Dict[str, Any]
+    properties: dict[str, Any]
     timestamp: datetime
     uuid: str
     disable_geoip: bool
@@ -127,7 +128,11 @@ def event_uuid(message_id: str) -> str:
         name = _SURROGATE.sub("\ufffd", message_id).encode()
     digest = hashlib.sha1(_NAMESPACE_BYTES + name).digest()
     hexed = (
-        digest[:6] + bytes((0x50 | (digest[6] & 0x0F),)) + digest[7:8] + bytes((0x80 | (digest[8] & 0x3F),)) + digest[9:16]
+        digest[:6]
+        + bytes((0x50 | (digest[6] & 0x0F),))
+        + digest[7:8]
+        + bytes((0x80 | (digest[8] & 0x3F),))
+        + digest[9:16]
     ).hex()
     return "%s-%s-%s-%s-%s" % (hexed[:8], hexed[8:12], hexed[12:16], hexed[16:20], hexed[20:])
 
@@ -136,7 +141,7 @@ _NAMESPACE_BYTES = UUID_NAMESPACE.bytes
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def posthog_enabled(integrations: Optional[Mapping[str, Any]]) -> bool:
+def posthog_enabled(integrations: Mapping[str, Any] | None) -> bool:
     """Whether Segment's ``integrations`` option lets the call reach PostHog."""
     if not integrations:
         return True
@@ -147,7 +152,7 @@ def posthog_enabled(integrations: Optional[Mapping[str, Any]]) -> bool:
     return flags.get("all", True) is not False
 
 
-def segment_integrations(integrations: Mapping[str, Any]) -> Dict[str, Any]:
+def segment_integrations(integrations: Mapping[str, Any]) -> dict[str, Any]:
     """The ``integrations`` the Segment leg sends: Segment's own PostHog
     destination is switched off unless the user chose, so PostHog does not get
     a second copy relayed by Segment."""
@@ -156,7 +161,7 @@ def segment_integrations(integrations: Mapping[str, Any]) -> Dict[str, Any]:
     return {**integrations, "PostHog": False}
 
 
-def to_posthog(msg: Mapping[str, Any], group_type: str = DEFAULT_GROUP_TYPE) -> Optional[PostHogEvent]:
+def to_posthog(msg: Mapping[str, Any], group_type: str = DEFAULT_GROUP_TYPE) -> PostHogEvent | None:
     """Map one Segment message; ``None`` when its integrations exclude PostHog."""
     if not posthog_enabled(msg.get("integrations")):
         return None
@@ -225,10 +230,10 @@ def json_key(key: Any) -> str:
         return str(key)
 
 
-def context_properties(context: Mapping[str, Any], type_: str, group_type: str) -> Dict[str, Any]:
+def context_properties(context: Mapping[str, Any], type_: str, group_type: str) -> dict[str, Any]:
     """PostHog properties derived from a Segment ``context``."""
-    properties: Dict[str, Any] = {}
-    kept: Dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
     for key, value in context.items():
         if type(key) is not str:
             key = json_key(key)
@@ -255,7 +260,7 @@ def context_properties(context: Mapping[str, Any], type_: str, group_type: str) 
     return properties
 
 
-def _merge_call_properties(properties: Dict[str, Any], own: Mapping[str, Any]) -> None:
+def _merge_call_properties(properties: dict[str, Any], own: Mapping[str, Any]) -> None:
     """The call's properties win; ``$set`` and ``$groups`` merge key by key so
     an explicit value wins without discarding what context contributed."""
     for key in ("$set", "$groups"):
@@ -270,12 +275,12 @@ def _merge_call_properties(properties: Dict[str, Any], own: Mapping[str, Any]) -
             properties[posthog_name] = value
 
 
-def _put_given(properties: Dict[str, Any], name: str, value: Any) -> None:
+def _put_given(properties: dict[str, Any], name: str, value: Any) -> None:
     if value:
         properties[name] = value
 
 
-def _lookup(value: Any, path: Tuple[str, ...]) -> Any:
+def _lookup(value: Any, path: tuple[str, ...]) -> Any:
     """Segment's ``clean`` turns every mapping into a plain ``dict``, so an
     exact type check is enough (and far cheaper than an ABC check)."""
     if not path:
@@ -291,7 +296,7 @@ def _lookup(value: Any, path: Tuple[str, ...]) -> Any:
     return value
 
 
-def url_host(url: Any) -> Optional[str]:
+def url_host(url: Any) -> str | None:
     """``host[:port]`` of a URL, as posthog-js reports ``$host``."""
     if not isinstance(url, str):
         return None

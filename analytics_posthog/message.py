@@ -17,7 +17,8 @@ import re
 import sys
 import threading
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional, Pattern, Tuple
+from re import Pattern
+from typing import Any
 
 from analytics_posthog.fast_clean import with_fast_path
 from analytics_posthog.message_ids import new_message_id
@@ -33,7 +34,7 @@ from analytics_posthog.segment_internals import clean as segment_clean
 from analytics_posthog.segment_internals import log as segment_log
 from analytics_posthog.version import VERSION
 
-Message = Dict[str, Any]
+Message = dict[str, Any]
 
 LIBRARY = {"name": "analytics-posthog", "version": VERSION}
 JSON_PER_MARSHAL_BYTE = 8
@@ -49,7 +50,9 @@ _near_limit = threading.local()
 #: True in the context a message found near the limit is delivered in (the
 #: dispatcher keeps one context per queued message): the Segment leg sizes
 #: that message again, with its own fields, before it queues it.
-delivering_near_limit: contextvars.ContextVar[bool] = contextvars.ContextVar("analytics_posthog_near_limit", default=False)
+delivering_near_limit: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "analytics_posthog_near_limit", default=False
+)
 _encode = DatetimeSerializer().encode
 #: Segment's ``clean``, with the fast path for plain JSON values.
 clean = with_fast_path(segment_clean, segment_log)
@@ -57,11 +60,11 @@ clean = with_fast_path(segment_clean, segment_log)
 
 def identify(
     user_id: Any = None,
-    traits: Optional[dict] = None,
-    context: Optional[dict] = None,
-    timestamp: Optional[datetime] = None,
+    traits: dict | None = None,
+    context: dict | None = None,
+    timestamp: datetime | None = None,
     anonymous_id: Any = None,
-    integrations: Optional[dict] = None,
+    integrations: dict | None = None,
     message_id: Any = None,
 ) -> Message:
     traits = traits or {}
@@ -85,12 +88,12 @@ def identify(
 
 def track(
     user_id: Any = None,
-    event: Optional[str] = None,
-    properties: Optional[dict] = None,
-    context: Optional[dict] = None,
-    timestamp: Optional[datetime] = None,
+    event: str | None = None,
+    properties: dict | None = None,
+    context: dict | None = None,
+    timestamp: datetime | None = None,
     anonymous_id: Any = None,
-    integrations: Optional[dict] = None,
+    integrations: dict | None = None,
     message_id: Any = None,
 ) -> Message:
     properties = properties or {}
@@ -117,9 +120,9 @@ def track(
 def alias(
     previous_id: Any = None,
     user_id: Any = None,
-    context: Optional[dict] = None,
-    timestamp: Optional[datetime] = None,
-    integrations: Optional[dict] = None,
+    context: dict | None = None,
+    timestamp: datetime | None = None,
+    integrations: dict | None = None,
     message_id: Any = None,
 ) -> Message:
     context = context or {}
@@ -142,11 +145,11 @@ def alias(
 def group(
     user_id: Any = None,
     group_id: Any = None,
-    traits: Optional[dict] = None,
-    context: Optional[dict] = None,
-    timestamp: Optional[datetime] = None,
+    traits: dict | None = None,
+    context: dict | None = None,
+    timestamp: datetime | None = None,
     anonymous_id: Any = None,
-    integrations: Optional[dict] = None,
+    integrations: dict | None = None,
     message_id: Any = None,
 ) -> Message:
     traits = traits or {}
@@ -172,42 +175,64 @@ def group(
 
 def page(
     user_id: Any = None,
-    category: Optional[str] = None,
-    name: Optional[str] = None,
-    properties: Optional[dict] = None,
-    context: Optional[dict] = None,
-    timestamp: Optional[datetime] = None,
+    category: str | None = None,
+    name: str | None = None,
+    properties: dict | None = None,
+    context: dict | None = None,
+    timestamp: datetime | None = None,
     anonymous_id: Any = None,
-    integrations: Optional[dict] = None,
+    integrations: dict | None = None,
     message_id: Any = None,
 ) -> Message:
-    return _page_or_screen("page", user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
+    return _page_or_screen(
+        "page",
+        user_id,
+        category,
+        name,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
+    )
 
 
 def screen(
     user_id: Any = None,
-    category: Optional[str] = None,
-    name: Optional[str] = None,
-    properties: Optional[dict] = None,
-    context: Optional[dict] = None,
-    timestamp: Optional[datetime] = None,
+    category: str | None = None,
+    name: str | None = None,
+    properties: dict | None = None,
+    context: dict | None = None,
+    timestamp: datetime | None = None,
     anonymous_id: Any = None,
-    integrations: Optional[dict] = None,
+    integrations: dict | None = None,
     message_id: Any = None,
 ) -> Message:
-    return _page_or_screen("screen", user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id)
+    return _page_or_screen(
+        "screen",
+        user_id,
+        category,
+        name,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
+    )
 
 
 def _page_or_screen(
     type_: str,
     user_id: Any,
-    category: Optional[str],
-    name: Optional[str],
-    properties: Optional[dict],
-    context: Optional[dict],
-    timestamp: Optional[datetime],
+    category: str | None,
+    name: str | None,
+    properties: dict | None,
+    context: dict | None,
+    timestamp: datetime | None,
     anonymous_id: Any,
-    integrations: Optional[dict],
+    integrations: dict | None,
     message_id: Any,
 ) -> Message:
     properties = properties or {}
@@ -310,7 +335,9 @@ def certainly_fits(msg: Message) -> bool:
     Segment leg sends it.
     """
     data = marshal.dumps(msg, 2)
-    return JSON_PER_MARSHAL_BYTE * len(data) <= MAX_MSG_SIZE - WIRE_MARGIN and not may_hold_unwritable_int(data)
+    return JSON_PER_MARSHAL_BYTE * len(
+        data
+    ) <= MAX_MSG_SIZE - WIRE_MARGIN and not may_hold_unwritable_int(data)
 
 
 #: The most 15-bit digits an int can have in a message that passes the bound.
@@ -348,11 +375,14 @@ def _int_digits_limit() -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def _long_headers(limit: int) -> Tuple[Pattern[bytes], int]:
+def _long_headers(limit: int) -> tuple[Pattern[bytes], int]:
     """The marshal headers of ints with more than ``limit`` decimal digits, and
     their fewest 15-bit digits (those of ``10 ** limit``)."""
     fewest = ((10**limit).bit_length() + 14) // 15
     top = min(fewest, _MOST_DIGITS)
     positive = rb"l[\x00-\xff][\x%02x-\x%02x]\x00\x00" % (top >> 8, _MOST_DIGITS >> 8)
-    negative = rb"l[\x00-\xff][\x%02x-\x%02x]\xff\xff" % ((0x10000 - _MOST_DIGITS) >> 8, (0x10000 - top) >> 8)
+    negative = rb"l[\x00-\xff][\x%02x-\x%02x]\xff\xff" % (
+        (0x10000 - _MOST_DIGITS) >> 8,
+        (0x10000 - top) >> 8,
+    )
     return re.compile(positive + b"|" + negative), fewest

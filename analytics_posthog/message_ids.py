@@ -16,7 +16,8 @@ checking the pid also covers servers that fork below Python's fork hooks.
 from __future__ import annotations
 
 import os
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 IDS_PER_READ = 256
 _ID_BYTES = 16
@@ -45,7 +46,14 @@ def new_message_id() -> str:
     hex_ = next(pool.chunks, None) if pool.pid == os.getpid() else None
     if hex_ is None:
         hex_ = next(_refill())
-    return "%s-%s-4%s-%s%s-%s" % (hex_[:8], hex_[8:12], hex_[13:16], _VARIANT[hex_[16]], hex_[17:20], hex_[20:])
+    return "%s-%s-4%s-%s%s-%s" % (
+        hex_[:8],
+        hex_[8:12],
+        hex_[13:16],
+        _VARIANT[hex_[16]],
+        hex_[17:20],
+        hex_[20:],
+    )
 
 
 def _refill() -> Iterator[str]:

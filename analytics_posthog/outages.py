@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from analytics_posthog.forks import fork_safe_lock
@@ -26,11 +27,11 @@ log = logging.getLogger("analytics_posthog")
 #: At most one warning per leg, host and reason per this many seconds.
 WARN_INTERVAL = 60.0
 
-_warned_at: Dict[Tuple[str, str, str], float] = {}
+_warned_at: dict[tuple[str, str, str], float] = {}
 _lock = fork_safe_lock()
 
 
-def failed_attempt(leg: str, host: Optional[str], failure: Any) -> None:
+def failed_attempt(leg: str, host: str | None, failure: Any) -> None:
     """One attempt of ``leg`` to deliver to ``host`` failed: ``failure`` is the
     exception raised, or the HTTP status answered."""
     reason = describe(failure)
@@ -51,7 +52,7 @@ def failed_attempt(leg: str, host: Optional[str], failure: Any) -> None:
     )
 
 
-def public_host(url: Optional[str]) -> str:
+def public_host(url: str | None) -> str:
     """``scheme://host[:port]`` of ``url``: what can be logged of it."""
     if not url:
         return "(the library's default host)"
@@ -85,7 +86,10 @@ def describe(failure: Any) -> str:
         return "DNS lookup failed (no such host name?)"
     if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
         return "connection refused (nothing listens on that port?)"
-    if any(isinstance(cause, (TimeoutError, socket.timeout)) or "Timeout" in type(cause).__name__ for cause in causes):
+    if any(
+        isinstance(cause, (TimeoutError, socket.timeout)) or "Timeout" in type(cause).__name__
+        for cause in causes
+    ):
         return "timed out"
     return "request failed (%s)" % type(failure).__name__
 

@@ -27,7 +27,8 @@ import contextvars
 import functools
 import inspect
 import logging
-from typing import Any, Callable, Dict, Optional
+from collections.abc import Callable
+from typing import Any
 
 import posthog
 import posthog.client as posthog_client
@@ -44,15 +45,25 @@ from analytics_posthog.reaches import UNUSED, attempt, declare, missing
 
 try:
     import posthog.capture_v1 as posthog_capture_v1
-except ImportError:  # a posthog without the capture v1 lane: its consumer's _backoff is the only one
+except (
+    ImportError
+):  # a posthog without the capture v1 lane: its consumer's _backoff is the only one
     posthog_capture_v1 = None  # type: ignore[assignment]
 
 SYSTEM_CONTEXT = declare(
-    "system_context_once", "patch", "posthog.client.system_context (cached)", "the server's OS looked up for every event"
+    "system_context_once",
+    "patch",
+    "posthog.client.system_context (cached)",
+    "the server's OS looked up for every event",
 )
-CLEAN = declare("clean_fast_path", "patch", "posthog.client.clean", "posthog's clean for every value (slower)")
+CLEAN = declare(
+    "clean_fast_path", "patch", "posthog.client.clean", "posthog's clean for every value (slower)"
+)
 ENCODE = declare(
-    "finite_first_encode", "patch", "posthog.request.DatetimeSerializer.encode", "posthog's NaN walk over every event (slower)"
+    "finite_first_encode",
+    "patch",
+    "posthog.request.DatetimeSerializer.encode",
+    "posthog's NaN walk over every event (slower)",
 )
 CONTEXT_OS = declare(
     "context_os",
@@ -61,7 +72,10 @@ CONTEXT_OS = declare(
     "PostHog events carry the server's OS where the call gave no context.os",
 )
 JITTER = declare(
-    "posthog_retry_jitter", "patch", "posthog consumer/capture_v1 _backoff", "no jitter; posthog's retries are not counted in stats()"
+    "posthog_retry_jitter",
+    "patch",
+    "posthog consumer/capture_v1 _backoff",
+    "no jitter; posthog's retries are not counted in stats()",
 )
 WATCH = declare(
     "posthog_attempt_watch",
@@ -88,7 +102,9 @@ IDENTITY = declare(
     "posthog.contexts get_context_distinct_id, get_context_session_id",
     "posthog's context identity and session are not used for calls that name nobody",
 )
-EVENT_LIMIT = declare("posthog_event_limit", "borrow", "posthog.consumer.MAX_MSG_SIZE", "900 KiB assumed")
+EVENT_LIMIT = declare(
+    "posthog_event_limit", "borrow", "posthog.consumer.MAX_MSG_SIZE", "900 KiB assumed"
+)
 
 #: posthog's ``capture()`` adds the server's OS (``system_context()``) over
 #: every event's properties. On our events these describe the end user's
@@ -97,9 +113,11 @@ SERVER_OS_PROPERTIES = ("$os", "$os_version", "$os_distro")
 #: The end user's OS properties for the event we are capturing (empty when
 #: its context has none); ``None`` outside our captures, where
 #: ``system_context()`` answers as posthog's own.
-capture_os: contextvars.ContextVar[Optional[Dict[str, Any]]] = contextvars.ContextVar("analytics_posthog_context_os", default=None)
+capture_os: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "analytics_posthog_context_os", default=None
+)
 
-_ORIGINALS: Dict[str, Any] = {
+_ORIGINALS: dict[str, Any] = {
     "system_context": getattr(posthog_client, "system_context", None),
     "clean": getattr(posthog_client, "clean", None),
     "encode": getattr(posthog_request, "DatetimeSerializer", object).__dict__.get("encode"),
@@ -111,7 +129,11 @@ _lock = fork_safe_lock()
 def install() -> None:
     """Put every patch in place that its check allows (idempotent)."""
     with _lock:
-        attempt(SYSTEM_CONTEXT, _check_own("system_context", getattr(posthog_utils, "system_context", None)), _cache_system_context)
+        attempt(
+            SYSTEM_CONTEXT,
+            _check_own("system_context", getattr(posthog_utils, "system_context", None)),
+            _cache_system_context,
+        )
         attempt(CLEAN, _check_own("clean", getattr(posthog_utils, "clean", None)), _fast_clean)
         attempt(ENCODE, _check_encode, _finite_first_encode)
         attempt(CONTEXT_OS, _check_context_os, _answer_context_os)
@@ -127,7 +149,11 @@ def restore_speedups() -> None:
     of ours is in use.
     """
     with _lock:
-        for reach, name in ((SYSTEM_CONTEXT, "system_context"), (CLEAN, "clean"), (ENCODE, "encode")):
+        for reach, name in (
+            (SYSTEM_CONTEXT, "system_context"),
+            (CLEAN, "clean"),
+            (ENCODE, "encode"),
+        ):
             if reach.active:
                 if name == "encode":
                     posthog_request.DatetimeSerializer.encode = _ORIGINALS[name]  # type: ignore[method-assign]
@@ -138,12 +164,18 @@ def restore_speedups() -> None:
             CONTEXT_OS.state = UNUSED
 
 
-def _check_own(name: str, expected: Any) -> Callable[[], Optional[str]]:
-    def check() -> Optional[str]:
+def _check_own(name: str, expected: Any) -> Callable[[], str | None]:
+    def check() -> str | None:
         if _ORIGINALS[name] is None or expected is None:
             return "posthog.client.%s or posthog.utils.%s is missing" % (name, name)
-        if getattr(posthog_client, name, None) is not _ORIGINALS[name] or _ORIGINALS[name] is not expected:
-            return "posthog.client.%s is not posthog.utils.%s (replaced by someone else?)" % (name, name)
+        if (
+            getattr(posthog_client, name, None) is not _ORIGINALS[name]
+            or _ORIGINALS[name] is not expected
+        ):
+            return "posthog.client.%s is not posthog.utils.%s (replaced by someone else?)" % (
+                name,
+                name,
+            )
         return None
 
     return check
@@ -155,10 +187,12 @@ def _cache_system_context() -> None:
 
 def _fast_clean() -> None:
     clean = _ORIGINALS["clean"]
-    posthog_client.clean = one_argument(with_fast_path(clean, getattr(posthog_utils, "log", logging.getLogger("posthog"))))
+    posthog_client.clean = one_argument(
+        with_fast_path(clean, getattr(posthog_utils, "log", logging.getLogger("posthog")))
+    )
 
 
-def _check_encode() -> Optional[str]:
+def _check_encode() -> str | None:
     encode = _ORIGINALS["encode"]
     if posthog_request.DatetimeSerializer.__dict__.get("encode") is not encode or encode is None:
         return "posthog.request.DatetimeSerializer has no encode of its own, or it was replaced"
@@ -171,7 +205,7 @@ def _finite_first_encode() -> None:
     posthog_request.DatetimeSerializer.encode = finite_first(_ORIGINALS["encode"])  # type: ignore[method-assign,assignment]
 
 
-def _check_context_os() -> Optional[str]:
+def _check_context_os() -> str | None:
     current = getattr(posthog_client, "system_context", None)
     own = getattr(posthog_utils, "system_context", None)
     if own is None or (current is not own and getattr(current, "__wrapped__", None) is not own):
@@ -186,7 +220,7 @@ def _answer_context_os() -> None:
     if getattr(current, "answers_context_os", False):
         return
 
-    def system_context() -> Dict[str, Any]:
+    def system_context() -> dict[str, Any]:
         own = current()
         context_os = capture_os.get()
         if context_os is None:
@@ -199,16 +233,23 @@ def _answer_context_os() -> None:
 
 
 def _backoff_modules() -> list:
-    return [module for module in (posthog_consumer, posthog_capture_v1) if module is not None and hasattr(module, "_backoff")]
+    return [
+        module
+        for module in (posthog_consumer, posthog_capture_v1)
+        if module is not None and hasattr(module, "_backoff")
+    ]
 
 
-def _check_backoff() -> Optional[str]:
+def _check_backoff() -> str | None:
     modules = _backoff_modules()
     if not modules:
         return "posthog's consumer has no _backoff"
     for module in modules:
         if len(inspect.signature(module._backoff).parameters) != 2:
-            return "%s._backoff%s is not _backoff(attempt_index, retry_after)" % (module.__name__, inspect.signature(module._backoff))
+            return "%s._backoff%s is not _backoff(attempt_index, retry_after)" % (
+                module.__name__,
+                inspect.signature(module._backoff),
+            )
     return None
 
 
@@ -219,8 +260,10 @@ def _jitter_backoff() -> None:
             module._backoff = retries.jittered(module._backoff, cap)
 
 
-def _check_watch() -> Optional[str]:
-    if getattr(posthog_consumer, "batch_post", None) is not getattr(posthog_request, "batch_post", False):
+def _check_watch() -> str | None:
+    if getattr(posthog_consumer, "batch_post", None) is not getattr(
+        posthog_request, "batch_post", False
+    ):
         return "posthog.consumer.batch_post is not posthog.request.batch_post"
     return None
 
@@ -240,8 +283,11 @@ def hand_over_exit(client: posthog.Client) -> None:
         atexit.unregister(client._atexit)
 
 
-def _check_exit(client: posthog.Client) -> Optional[str]:
-    if _ORIGINALS["atexit"] is None or getattr(type(client), "_atexit", None) is not _ORIGINALS["atexit"]:
+def _check_exit(client: posthog.Client) -> str | None:
+    if (
+        _ORIGINALS["atexit"] is None
+        or getattr(type(client), "_atexit", None) is not _ORIGINALS["atexit"]
+    ):
         return "posthog.Client._atexit is missing or was replaced"
     return None
 
@@ -258,13 +304,27 @@ def probe() -> None:
 _STACK: Any = getattr(posthog_contexts, "_context_stack", None)
 _SCOPE: Any = getattr(posthog_contexts, "ContextScope", None)
 _CURRENT: Any = getattr(posthog_contexts, "_get_current_context", None)
-_SCOPE_API = ("collect_tags", "get_distinct_id", "get_session_id", "get_device_id", "capture_exceptions", "client")
+_SCOPE_API = (
+    "collect_tags",
+    "get_distinct_id",
+    "get_session_id",
+    "get_device_id",
+    "capture_exceptions",
+    "client",
+)
 
 
-def _check_pinning() -> Optional[str]:
-    if not isinstance(_STACK, contextvars.ContextVar) or not callable(_CURRENT) or not isinstance(_SCOPE, type):
+def _check_pinning() -> str | None:
+    if (
+        not isinstance(_STACK, contextvars.ContextVar)
+        or not callable(_CURRENT)
+        or not isinstance(_SCOPE, type)
+    ):
         return "posthog.contexts has no _context_stack, _get_current_context or ContextScope"
-    if (getattr(_CURRENT, "__module__", None), getattr(_CURRENT, "__qualname__", None)) != ("posthog.contexts", "_get_current_context"):
+    if (getattr(_CURRENT, "__module__", None), getattr(_CURRENT, "__qualname__", None)) != (
+        "posthog.contexts",
+        "_get_current_context",
+    ):
         return "posthog.contexts._get_current_context is not posthog's own"
     probe = _SCOPE(None, True, False, None)
     absent = [name for name in _SCOPE_API if not hasattr(probe, name)]
@@ -297,16 +357,24 @@ def pinned(context: contextvars.Context) -> contextvars.Context:
     return context
 
 
-def _no_context_value() -> Optional[str]:
+def _no_context_value() -> str | None:
     return None
 
 
-_has_identity = attempt(IDENTITY, lambda: missing(posthog_contexts, "get_context_distinct_id", "get_context_session_id"))
+_has_identity = attempt(
+    IDENTITY, lambda: missing(posthog_contexts, "get_context_distinct_id", "get_context_session_id")
+)
 #: posthog's context identity and session (``None`` outside one).
-context_distinct_id: Callable[[], Optional[str]] = (
+context_distinct_id: Callable[[], str | None] = (
     posthog_contexts.get_context_distinct_id if _has_identity else _no_context_value
 )
-context_session_id: Callable[[], Optional[str]] = posthog_contexts.get_context_session_id if _has_identity else _no_context_value
+context_session_id: Callable[[], str | None] = (
+    posthog_contexts.get_context_session_id if _has_identity else _no_context_value
+)
 
 #: posthog drops (with only a log line) an event whose JSON is over this.
-MAX_EVENT_BYTES: int = posthog_consumer.MAX_MSG_SIZE if attempt(EVENT_LIMIT, lambda: missing(posthog_consumer, "MAX_MSG_SIZE")) else 900 * 1024
+MAX_EVENT_BYTES: int = (
+    posthog_consumer.MAX_MSG_SIZE
+    if attempt(EVENT_LIMIT, lambda: missing(posthog_consumer, "MAX_MSG_SIZE"))
+    else 900 * 1024
+)

@@ -7,7 +7,8 @@ calls ``capture()``.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import posthog
 
@@ -51,7 +52,7 @@ class PostHogLeg:
         return thread in (self.client.consumers or ())
 
     @property
-    def host(self) -> Optional[str]:
+    def host(self) -> str | None:
         return getattr(self.client, "host", None)
 
     def send(self, msg: Message) -> bool:
@@ -60,7 +61,9 @@ class PostHogLeg:
         if event is None:
             return True
         properties = event.properties
-        token = capture_os.set({name: properties[name] for name in SERVER_OS_PROPERTIES if name in properties})
+        token = capture_os.set(
+            {name: properties[name] for name in SERVER_OS_PROPERTIES if name in properties}
+        )
         try:
             return (
                 self.client.capture(
@@ -88,7 +91,7 @@ class PostHogLeg:
         pending = self.client.queue
         return not 0 < pending.maxsize <= pending.qsize()
 
-    def flush(self, timeout: Optional[float]) -> None:
+    def flush(self, timeout: float | None) -> None:
         self.client.flush(timeout_seconds=timeout)
 
     def join(self) -> None:
@@ -97,7 +100,7 @@ class PostHogLeg:
         else:
             self.client.flush()
 
-    def abandon(self) -> List[Any]:
+    def abandon(self) -> list[Any]:
         """At exit, past the deadline: stop the consumers and take back the
         PostHog events still queued. An app's own client is left to posthog's
         exit handler, which makes a last, bounded attempt for the app's events
@@ -105,5 +108,3 @@ class PostHogLeg:
         if not self.owned:
             return []
         return take_back(self.client.queue, self.client.consumers or [])
-
-

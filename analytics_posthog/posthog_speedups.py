@@ -22,7 +22,8 @@ replace and puts them in place.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from analytics_posthog.fast_clean import Clean
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import queue
-from typing import Any, Iterable, List
+from collections.abc import Iterable
+from typing import Any
 
 
-def take_back(pending: "queue.Queue[Any]", consumers: Iterable[Any]) -> List[Any]:
+def take_back(pending: queue.Queue[Any], consumers: Iterable[Any]) -> list[Any]:
     """Stop ``consumers`` and take back what is still queued, each item marked
     done: it is counted as dropped, and must no longer count as queued (in
     ``stats()``) or hold up a ``join()`` of the queue."""
     for consumer in consumers:
         consumer.pause()
-    left: List[Any] = []
+    left: list[Any] = []
     while True:
         try:
             left.append(pending.get_nowait())

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
 
 log = logging.getLogger("analytics_posthog")
 
@@ -53,7 +53,7 @@ class Reach:
         return self.state == ACTIVE
 
 
-REGISTER: Dict[str, Reach] = {}
+REGISTER: dict[str, Reach] = {}
 
 
 def declare(name: str, kind: str, replaces: str, without: str) -> Reach:
@@ -62,7 +62,11 @@ def declare(name: str, kind: str, replaces: str, without: str) -> Reach:
 
 
 def attempt(
-    reach: Reach, check: Callable[[], Optional[str]], apply: Callable[[], None] = lambda: None, *, once: bool = True
+    reach: Reach,
+    check: Callable[[], str | None],
+    apply: Callable[[], None] = lambda: None,
+    *,
+    once: bool = True,
 ) -> bool:
     """Apply ``reach`` when the switch allows it and ``check`` finds no reason
     against it (``check`` answers the reason, or ``None``); record the outcome.
@@ -81,25 +85,41 @@ def attempt(
         reason = "%s: %s" % (type(error).__name__, error)
     if reason is not None:
         if reach.state != FALLBACK:
-            log.info("analytics_posthog: %s not used (%s); the library's own behaviour stands", reach.name, reason)
+            log.info(
+                "analytics_posthog: %s not used (%s); the library's own behaviour stands",
+                reach.name,
+                reason,
+            )
         reach.state, reach.reason = FALLBACK, reason
         return False
     reach.state, reach.reason = ACTIVE, ""
     return True
 
 
-def missing(owner: object, *names: str) -> Optional[str]:
+def missing(owner: object, *names: str) -> str | None:
     """A check: the reason when ``owner`` lacks one of ``names`` (``None`` when it has them all)."""
     absent = [name for name in names if not hasattr(owner, name)]
     if absent:
-        return "%s has no %s" % (getattr(owner, "__name__", type(owner).__name__), ", ".join(absent))
+        return "%s has no %s" % (
+            getattr(owner, "__name__", type(owner).__name__),
+            ", ".join(absent),
+        )
     return None
 
 
-def report() -> List[str]:
+def report() -> list[str]:
     """One line per reach, for ``doctor``."""
-    lines = ["Reaches inside posthog and Segment (%s=1 turns the patches off%s):" % (SWITCH, "; it is set" if OFF else "")]
+    lines = [
+        "Reaches inside posthog and Segment (%s=1 turns the patches off%s):"
+        % (SWITCH, "; it is set" if OFF else "")
+    ]
     for reach in REGISTER.values():
-        why = " (%s; instead: %s)" % (reach.reason, reach.without) if reach.state in (FALLBACK, SWITCHED_OFF) else ""
-        lines.append("  %-25s %-6s %-12s %s%s" % (reach.name, reach.kind, reach.state, reach.replaces, why))
+        why = (
+            " (%s; instead: %s)" % (reach.reason, reach.without)
+            if reach.state in (FALLBACK, SWITCHED_OFF)
+            else ""
+        )
+        lines.append(
+            "  %-25s %-6s %-12s %s%s" % (reach.name, reach.kind, reach.state, reach.replaces, why)
+        )
     return lines

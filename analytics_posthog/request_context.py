@@ -17,26 +17,24 @@ pass plain strings here, so the parsing rules (which IP to trust, in
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import (
     Any,
-    AsyncIterable,
-    AsyncIterator,
-    Callable,
-    Dict,
-    Iterable,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Tuple,
 )
 
 from analytics_posthog import identity
 from analytics_posthog.client_ip import Trust, client_ip
 from analytics_posthog.message import TOO_LARGE
-from analytics_posthog.request_fields import ID_LIMIT, USER_AGENT_LIMIT, first_language, sanitise, sanitise_field, sanitise_page
+from analytics_posthog.request_fields import (
+    ID_LIMIT,
+    USER_AGENT_LIMIT,
+    first_language,
+    sanitise,
+    sanitise_field,
+    sanitise_page,
+)
 
 #: posthog-js sends these with fetch/XHR requests to hosts listed in its
 #: ``__add_tracing_headers`` option, linking backend events to the browser session.
@@ -53,7 +51,7 @@ OMITTED_KEY = "requestOmitted"
 
 log = logging.getLogger("analytics_posthog")
 
-Header = Callable[[str], Optional[str]]
+Header = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,18 @@ class RequestContext:
     #: Segment context keys: ``ip``, ``userAgent``, ``page``, ``locale``, ``sessionId``.
     context: Mapping[str, Any] = field(default_factory=dict)
     #: The authenticated user, only when the app opted in.
-    user_id: Optional[str] = None
+    user_id: str | None = None
     #: posthog-js's distinct id for the browser that made the request.
-    anonymous_id: Optional[str] = None
+    anonymous_id: str | None = None
 
-    def apply(self, build: Callable[[Any, Any, Any], Any], user_id: Any, anonymous_id: Any, context: Any, ids: bool = True) -> Any:
+    def apply(
+        self,
+        build: Callable[[Any, Any, Any], Any],
+        user_id: Any,
+        anonymous_id: Any,
+        context: Any,
+        ids: bool = True,
+    ) -> Any:
         """``build(user_id, anonymous_id, context)`` with the request's context
         merged in, and its ids filled in (``ids``) where the call names nobody.
 
@@ -93,7 +98,7 @@ class RequestContext:
             # caller's call as it is, with Segment's error if it is too large.
             return build(user_id, anonymous_id, context)
 
-    def fill(self, user_id: Any, anonymous_id: Any, context: Any) -> Tuple[Any, Any, Any]:
+    def fill(self, user_id: Any, anonymous_id: Any, context: Any) -> tuple[Any, Any, Any]:
         """The call's ids and context with the request's filled in where the call left them out.
 
         Ids are only added to a call that names nobody (neither id), so an
@@ -125,7 +130,7 @@ class RequestContext:
         return merged
 
 
-_current: ContextVar[Optional[RequestContext]] = ContextVar("analytics_posthog_request", default=None)
+_current: ContextVar[RequestContext | None] = ContextVar("analytics_posthog_request", default=None)
 
 #: The active request's context, or ``None`` (one ``ContextVar`` lookup).
 current = _current.get
@@ -204,7 +209,11 @@ def safely(read: Callable[[], RequestContext]) -> RequestContext:
     except Exception:
         # A client that can cause this can cause it on every request: one WARNING, then DEBUG.
         level, _read_failed = (logging.DEBUG if _read_failed else logging.WARNING), True
-        log.log(level, "analytics_posthog: could not read the request; its calls get no request context", exc_info=True)
+        log.log(
+            level,
+            "analytics_posthog: could not read the request; its calls get no request context",
+            exc_info=True,
+        )
         return RequestContext()
 
 
@@ -213,9 +222,9 @@ _read_failed = False
 
 def build(
     *,
-    peer: Optional[str],
+    peer: str | None,
     header: Header,
-    url: Optional[str],
+    url: str | None,
     path: str,
     query: str,
     trust: Trust = 0,
@@ -227,8 +236,8 @@ def build(
     ``url`` is the absolute URL with its query string as the framework
     resolved it (``None`` when it could not).
     """
-    truncated: List[str] = []
-    context: Dict[str, Any] = {}
+    truncated: list[str] = []
+    context: dict[str, Any] = {}
     ip = client_ip(peer, header("X-Forwarded-For"), header("X-Real-IP"), trust)
     if ip:
         context["ip"] = ip
@@ -245,12 +254,16 @@ def build(
     # identify(), the user's id): server events join that person, and the
     # logged-in user comes next. Without either, the browser's cookies say
     # who the visitor is (see ``identity``).
-    user_id = None if anonymous_id else sanitise(None if user_id is None else str(user_id), ID_LIMIT)
+    user_id = (
+        None if anonymous_id else sanitise(None if user_id is None else str(user_id), ID_LIMIT)
+    )
     cookies = None if anonymous_id else header("Cookie")
     browser = None
     if cookies:
         # The project key names posthog-js's cookie: looked up only when one may be there.
-        browser = identity.from_cookies(cookies, identity.project_key() if "_posthog" in cookies else None)
+        browser = identity.from_cookies(
+            cookies, identity.project_key() if "_posthog" in cookies else None
+        )
     if browser is not None:
         anonymous_id, user_id = browser.anonymous_id, user_id or browser.user_id
         session_id = session_id or browser.session_id

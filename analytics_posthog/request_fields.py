@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Dict, List, Optional
 
 #: What a request adds ends up in every event of the request. Each field is
 #: capped in bytes of the JSON both legs send (``ensure_ascii``: a non-ASCII
@@ -28,18 +27,25 @@ _UNSENDABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*")
 
 
-def sanitise_page(url: Optional[str], path: str, query: str, referrer: Optional[str], truncated: List[str]) -> Dict[str, str]:
+def sanitise_page(
+    url: str | None, path: str, query: str, referrer: str | None, truncated: list[str]
+) -> dict[str, str]:
     """Segment's ``context.page``, as analytics.js would describe this URL,
     noting each field that was cut (``page.url``, ...) in ``truncated``."""
-    described: Dict[str, str] = {}
-    for key, value in (("url", url), ("path", path), ("search", "?" + query if query else None), ("referrer", referrer)):
+    described: dict[str, str] = {}
+    for key, value in (
+        ("url", url),
+        ("path", path),
+        ("search", "?" + query if query else None),
+        ("referrer", referrer),
+    ):
         value = sanitise_field("page." + key, value, URL_LIMIT, truncated)
         if value:
             described[key] = value
     return described
 
 
-def sanitise_field(name: str, value: Optional[str], limit: int, truncated: List[str]) -> Optional[str]:
+def sanitise_field(name: str, value: str | None, limit: int, truncated: list[str]) -> str | None:
     """``sanitise``, noting ``name`` in ``truncated`` when the value was cut."""
     if not value:
         return None
@@ -50,13 +56,13 @@ def sanitise_field(name: str, value: Optional[str], limit: int, truncated: List[
     return fitted or None
 
 
-def sanitise(value: Optional[str], limit: int) -> Optional[str]:
+def sanitise(value: str | None, limit: int) -> str | None:
     """A header value safe to put in an event: no control characters or lone
     surrogates, at most ``limit`` bytes of JSON."""
     return sanitise_field("", value, limit, [])
 
 
-def sanitise_id(value: object) -> Optional[str]:
+def sanitise_id(value: object) -> str | None:
     """An id from outside (a header, a cookie, posthog's context, a task's
     headers): text only, within ID_LIMIT; anything else is no id."""
     return sanitise(value, ID_LIMIT) if isinstance(value, str) else None
@@ -86,7 +92,7 @@ def _json_size(value: str) -> int:
     return len(json.dumps(value)) - 2
 
 
-def first_language(accept_language: Optional[str]) -> Optional[str]:
+def first_language(accept_language: str | None) -> str | None:
     """The first language an ``Accept-Language`` header lists (``*`` is no language)."""
     if not accept_language:
         return None

@@ -29,7 +29,8 @@ import random
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from analytics_posthog import outages
 
@@ -44,7 +45,7 @@ JITTER = 0.1
 POSTHOG_MAX_WAIT = 30
 
 
-_watched: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_watched: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def watch(leg: Leg) -> None:
@@ -57,7 +58,7 @@ def jitter(attempt_index: int, cap: float = POSTHOG_MAX_WAIT) -> float:
     return random.uniform(0, JITTER * min(2**attempt_index, cap))
 
 
-def _leg_of_this_thread() -> Optional[Leg]:
+def _leg_of_this_thread() -> Leg | None:
     thread = threading.current_thread()
     for leg in list(_watched):
         if leg.runs_on(thread):
@@ -85,10 +86,12 @@ def _attempt_failed(failure: Any) -> None:
         log.exception("analytics_posthog: reporting a failed attempt failed")
 
 
-def jittered(backoff: Callable[[int, Optional[float]], None], cap: float) -> Callable[[int, Optional[float]], None]:
+def jittered(
+    backoff: Callable[[int, float | None], None], cap: float
+) -> Callable[[int, float | None], None]:
     """posthog's ``backoff``, counted and with up to JITTER of the wait (capped at ``cap``) added."""
 
-    def jittered_backoff(attempt_index: int, retry_after: Optional[float]) -> None:
+    def jittered_backoff(attempt_index: int, retry_after: float | None) -> None:
         _count_retry()
         time.sleep(jitter(attempt_index, cap))
         backoff(attempt_index, retry_after)

@@ -32,7 +32,7 @@ from decimal import Decimal
 from enum import Enum
 from importlib import metadata
 from types import ModuleType
-from typing import Any, Dict, Optional
+from typing import Any
 
 from requests import sessions
 from segment.analytics import Client as SegmentClient
@@ -42,7 +42,7 @@ from analytics_posthog.forks import fork_safe_lock
 from analytics_posthog.reaches import attempt, declare, missing
 
 SUBMODULE_NAMES = ("client", "consumer", "oauth_manager", "request", "utils", "version")
-_modules: Dict[str, ModuleType] = {}
+_modules: dict[str, ModuleType] = {}
 for _name in SUBMODULE_NAMES:
     try:
         _modules[_name] = importlib.import_module("segment.analytics." + _name)
@@ -53,7 +53,10 @@ _client, _consumer, _request, _utils, _version = (
 )
 
 WATCH = declare(
-    "segment_attempt_watch", "patch", "segment consumer.post", "Segment's retries are not counted; no outage warning until it gives up"
+    "segment_attempt_watch",
+    "patch",
+    "segment consumer.post",
+    "Segment's retries are not counted; no outage warning until it gives up",
 )
 SESSION = declare(
     "segment_session_in_child",
@@ -73,9 +76,17 @@ HELPERS = declare(
     "segment client.require/stringify_id, utils.clean/guess_timezone, request.DatetimeSerializer",
     "our equivalents (a naive datetime is taken as UTC)",
 )
-LIMITS = declare("segment_limit_version", "borrow", "segment consumer.MAX_MSG_SIZE, version.VERSION", "32 KiB, the installed version")
+LIMITS = declare(
+    "segment_limit_version",
+    "borrow",
+    "segment consumer.MAX_MSG_SIZE, version.VERSION",
+    "32 KiB, the installed version",
+)
 SUBMODULES_REACH = declare(
-    "segment_submodules", "borrow", "segment.analytics.consumer/request/utils/... (install_as_segment)", "missing ones are not served"
+    "segment_submodules",
+    "borrow",
+    "segment.analytics.consumer/request/utils/... (install_as_segment)",
+    "missing ones are not served",
 )
 
 _lock = fork_safe_lock()
@@ -95,16 +106,18 @@ def probe() -> None:
     attempt(SESSION, _check_session, once=False)
 
 
-def _check_session() -> Optional[str]:
+def _check_session() -> str | None:
     if not isinstance(getattr(_request, "_session", None), sessions.Session):
         return "segment.analytics.request._session is not a requests Session"
     return None
 
 
-def _check_post() -> Optional[str]:
+def _check_post() -> str | None:
     if _consumer is None or _request is None:
         return "segment.analytics.consumer or .request is missing"
-    return missing(_consumer, "post") or (None if _consumer.post is _request.post else "consumer.post is not request.post")
+    return missing(_consumer, "post") or (
+        None if _consumer.post is _request.post else "consumer.post is not request.post"
+    )
 
 
 def _watch_post() -> None:
@@ -118,16 +131,29 @@ def new_session_in_child() -> None:
 
 
 _POST_ARGUMENTS = ("write_key", "host", "gzip", "timeout", "proxies", "oauth_manager")
-_CLIENT_STATE = ("queue", "sync_mode", "write_key", "host", "gzip", "timeout", "proxies", "oauth_manager")
+_CLIENT_STATE = (
+    "queue",
+    "sync_mode",
+    "write_key",
+    "host",
+    "gzip",
+    "timeout",
+    "proxies",
+    "oauth_manager",
+)
 
 
-def _check_direct(client: SegmentClient) -> Optional[str]:
+def _check_direct(client: SegmentClient) -> str | None:
     if _request is None or not callable(getattr(_request, "post", None)):
         return "segment.analytics.request has no post"
-    absent = [name for name in _POST_ARGUMENTS if name not in inspect.signature(_request.post).parameters]
+    absent = [
+        name for name in _POST_ARGUMENTS if name not in inspect.signature(_request.post).parameters
+    ]
     if absent:
         return "request.post takes no %s" % ", ".join(absent)
-    return missing(client, *_CLIENT_STATE) or (None if isinstance(client.queue, queue.Queue) else "client.queue is not a queue.Queue")
+    return missing(client, *_CLIENT_STATE) or (
+        None if isinstance(client.queue, queue.Queue) else "client.queue is not a queue.Queue"
+    )
 
 
 def direct_sender(client: SegmentClient) -> bool:
@@ -135,7 +161,7 @@ def direct_sender(client: SegmentClient) -> bool:
     return attempt(DIRECT, lambda: _check_direct(client), once=False)
 
 
-def enqueue(client: SegmentClient, wire: Dict[str, Any], direct: bool) -> bool:
+def enqueue(client: SegmentClient, wire: dict[str, Any], direct: bool) -> bool:
     """Queue (or, in sync mode, post) one finished message; ``False`` when Segment's queue is full."""
     if not direct:
         return _through_public_call(client, wire)
@@ -157,10 +183,10 @@ def enqueue(client: SegmentClient, wire: Dict[str, Any], direct: bool) -> bool:
     return True
 
 
-def _through_public_call(client: SegmentClient, wire: Dict[str, Any]) -> bool:
+def _through_public_call(client: SegmentClient, wire: dict[str, Any]) -> bool:
     """The message handed to Segment's call of its type, which builds it again (same id and values)."""
     kind = wire["type"]
-    common: Dict[str, Any] = {
+    common: dict[str, Any] = {
         "context": {k: v for k, v in wire["context"].items() if k != "library"},
         "timestamp": datetime.fromisoformat(wire["timestamp"]),
         "integrations": wire["integrations"],
@@ -175,7 +201,12 @@ def _through_public_call(client: SegmentClient, wire: Dict[str, Any]) -> bool:
         return client.identify(traits=wire["traits"], **common)[0]
     if kind == "group":
         return client.group(group_id=wire["groupId"], traits=wire["traits"], **common)[0]
-    return getattr(client, kind)(category=wire.get("category"), name=wire.get("name"), properties=wire["properties"], **common)[0]
+    return getattr(client, kind)(
+        category=wire.get("category"),
+        name=wire.get("name"),
+        properties=wire["properties"],
+        **common,
+    )[0]
 
 
 # -- borrowed helpers ----------------------------------------------------------
@@ -183,15 +214,19 @@ def _through_public_call(client: SegmentClient, wire: Dict[str, Any]) -> bool:
 
 def _require(name: str, field: Any, data_type: Any) -> None:
     if not isinstance(field, data_type):
-        raise AssertionError("{0} must have {1}, got: {2}".format(name, data_type, field))
+        raise AssertionError(f"{name} must have {data_type}, got: {field}")
 
 
-def _stringify_id(val: Any) -> Optional[str]:
+def _stringify_id(val: Any) -> str | None:
     return None if val is None else val if isinstance(val, str) else str(val)
 
 
 def _guess_timezone(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is not None and dt.utcoffset() is not None else dt.replace(tzinfo=timezone.utc)
+    return (
+        dt
+        if dt.tzinfo is not None and dt.utcoffset() is not None
+        else dt.replace(tzinfo=timezone.utc)
+    )
 
 
 def _clean(item: Any) -> Any:
@@ -207,7 +242,11 @@ def _clean(item: Any) -> Any:
             try:
                 data[key] = _clean(value)
             except TypeError:
-                log.warning("Dictionary values must be serializeable to JSON %r value of type %s is unsupported.", key, type(value))
+                log.warning(
+                    "Dictionary values must be serializeable to JSON %r value of type %s is unsupported.",
+                    key,
+                    type(value),
+                )
         return data
     if isinstance(item, Enum):
         return _clean(item.value)
@@ -225,9 +264,11 @@ class _DatetimeSerializer(json.JSONEncoder):
 
 _helpers_found = attempt(
     HELPERS,
-    lambda: missing(_client, "require", "stringify_id", "ID_TYPES")
-    or missing(_utils, "clean", "guess_timezone", "log")
-    or missing(_request, "DatetimeSerializer"),
+    lambda: (
+        missing(_client, "require", "stringify_id", "ID_TYPES")
+        or missing(_utils, "clean", "guess_timezone", "log")
+        or missing(_request, "DatetimeSerializer")
+    ),
 )
 if _helpers_found:
     require, stringify_id, ID_TYPES = _client.require, _client.stringify_id, _client.ID_TYPES  # type: ignore[union-attr]
@@ -248,5 +289,10 @@ else:
 #: package (``from segment.analytics import utils``, ``mock.patch("segment.analytics.consumer.post")``):
 #: ``install_as_segment`` serves them as attributes. They are Segment's own
 #: modules, so a patch lands where Segment's client (our Segment leg) looks.
-SUBMODULES: Dict[str, ModuleType] = {name: module for name, module in _modules.items() if name != "client"}
-attempt(SUBMODULES_REACH, lambda: None if len(SUBMODULES) == len(SUBMODULE_NAMES) - 1 else "some are missing")
+SUBMODULES: dict[str, ModuleType] = {
+    name: module for name, module in _modules.items() if name != "client"
+}
+attempt(
+    SUBMODULES_REACH,
+    lambda: None if len(SUBMODULES) == len(SUBMODULE_NAMES) - 1 else "some are missing",
+)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from typing import Callable, List, Optional
+from collections.abc import Callable
 
 from segment.analytics import Client as SegmentClient
 
@@ -54,17 +54,22 @@ def check_size(wire: Message) -> None:
     try:
         size = json_size(wire)
     except ValueError as error:
-        raise Unsendable("Segment cannot write this %s message as JSON: %s" % (wire["type"], error)) from None
+        raise Unsendable(
+            "Segment cannot write this %s message as JSON: %s" % (wire["type"], error)
+        ) from None
     if size > MAX_MSG_SIZE:
         raise Unsendable(
-            "this %s message is %d bytes as Segment sends it, over Segment's %d limit" % (wire["type"], size, MAX_MSG_SIZE)
+            "this %s message is %d bytes as Segment sends it, over Segment's %d limit"
+            % (wire["type"], size, MAX_MSG_SIZE)
         )
 
 
 class SegmentLeg:
     name = "segment"
 
-    def __init__(self, build: Callable[[], SegmentClient], on_retry: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, build: Callable[[], SegmentClient], on_retry: Callable[[], None] = lambda: None
+    ) -> None:
         self._build = build
         self.retried = on_retry
         self._start()
@@ -120,7 +125,7 @@ class SegmentLeg:
             check_size(wire)
         return segment_internals.enqueue(self.client, wire, self._direct)
 
-    def flush(self, timeout: Optional[float]) -> None:
+    def flush(self, timeout: float | None) -> None:
         """Wait for Segment's queue to drain; Segment's own ``flush()`` has no time limit."""
         if timeout is None:
             self.client.flush()
@@ -139,6 +144,6 @@ class SegmentLeg:
         if self.client.consumers is not None:
             self.client.join()
 
-    def abandon(self) -> List[Message]:
+    def abandon(self) -> list[Message]:
         """At exit, past the deadline: stop the consumers and take back what is left."""
         return take_back(self.client.queue, self.client.consumers or [])

@@ -11,8 +11,9 @@ one place is added or renamed everywhere.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any
 
 import posthog
 from segment.analytics import Client as SegmentClient
@@ -28,36 +29,36 @@ _SEGMENT = SegmentClient.DefaultConfig
 @dataclass(frozen=True)
 class Settings:
     # Segment's, in the order of its Client's parameters.
-    write_key: Optional[str] = _SEGMENT.write_key
-    host: Optional[str] = _SEGMENT.host
+    write_key: str | None = _SEGMENT.write_key
+    host: str | None = _SEGMENT.host
     debug: bool = _SEGMENT.debug
     max_queue_size: int = _SEGMENT.max_queue_size
     send: bool = _SEGMENT.send
-    on_error: Optional[OnError] = _SEGMENT.on_error
+    on_error: OnError | None = _SEGMENT.on_error
     gzip: bool = _SEGMENT.gzip
     max_retries: int = _SEGMENT.max_retries
     sync_mode: bool = _SEGMENT.sync_mode
     timeout: float = _SEGMENT.timeout
-    proxies: Optional[dict] = _SEGMENT.proxies
+    proxies: dict | None = _SEGMENT.proxies
     thread: int = _SEGMENT.thread
     upload_size: int = _SEGMENT.upload_size
     upload_interval: float = _SEGMENT.upload_interval
-    log_handler: Optional[logging.Handler] = _SEGMENT.log_handler
-    oauth_client_id: Optional[str] = _SEGMENT.oauth_client_id
-    oauth_client_key: Optional[str] = _SEGMENT.oauth_client_key
-    oauth_key_id: Optional[str] = _SEGMENT.oauth_key_id
+    log_handler: logging.Handler | None = _SEGMENT.log_handler
+    oauth_client_id: str | None = _SEGMENT.oauth_client_id
+    oauth_client_key: str | None = _SEGMENT.oauth_client_key
+    oauth_key_id: str | None = _SEGMENT.oauth_key_id
     oauth_auth_server: str = _SEGMENT.oauth_auth_server
     oauth_scope: str = _SEGMENT.oauth_scope
     max_total_backoff_duration: float = _SEGMENT.max_total_backoff_duration
     max_rate_limit_duration: float = _SEGMENT.max_rate_limit_duration
     # Ours.
     #: PostHog project key (``phc_...``); see ``config.resolve_keys`` for the environment.
-    posthog_api_key: Optional[str] = None
-    posthog_host: Optional[str] = None
+    posthog_api_key: str | None = None
+    posthog_host: str | None = None
     #: PostHog group type for ``group()`` calls and ``context.groupId``.
     group_type: str = DEFAULT_GROUP_TYPE
     #: An app's own ``posthog.Client`` to deliver through (it stays the app's).
-    posthog_client: Optional[posthog.Client] = None
+    posthog_client: posthog.Client | None = None
     #: Seconds the exit handler gives what is still queued.
     exit_timeout: float = 5.0
 
@@ -71,20 +72,22 @@ class Settings:
             raise ValueError("max_rate_limit_duration must be a non-negative number")
 
     @classmethod
-    def from_arguments(cls, arguments: Mapping[str, Any]) -> "Settings":
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> Settings:
         """The settings among a call's arguments (``locals()`` of a function
         whose parameters are the settings' names)."""
         return cls(**{name: arguments[name] for name in NAMES})
 
-    def segment_client_arguments(self, on_error: OnError) -> Dict[str, Any]:
+    def segment_client_arguments(self, on_error: OnError) -> dict[str, Any]:
         """Keyword arguments for Segment's ``Client`` (all but the write key,
         which the caller resolves), with the leg's own ``on_error``."""
-        arguments = {name: value for name, value in asdict_shallow(self).items() if name in SEGMENT_NAMES}
+        arguments = {
+            name: value for name, value in asdict_shallow(self).items() if name in SEGMENT_NAMES
+        }
         del arguments["write_key"]
         arguments["on_error"] = on_error
         return arguments
 
-    def posthog_client_arguments(self, on_error: OnError) -> Dict[str, Any]:
+    def posthog_client_arguments(self, on_error: OnError) -> dict[str, Any]:
         """Keyword arguments for ``posthog.Client`` (after the key and host),
         Segment's delivery settings under posthog's names."""
         return dict(
@@ -102,15 +105,15 @@ class Settings:
         )
 
 
-def asdict_shallow(settings: Settings) -> Dict[str, Any]:
+def asdict_shallow(settings: Settings) -> dict[str, Any]:
     """``dataclasses.asdict`` without its deep copy: ``posthog_client`` and
     ``on_error`` are the app's own objects and must stay the same objects."""
     return {name: getattr(settings, name) for name in NAMES}
 
 
 #: Every setting's name, Segment's first.
-NAMES: Tuple[str, ...] = tuple(field.name for field in fields(Settings))
+NAMES: tuple[str, ...] = tuple(field.name for field in fields(Settings))
 #: The settings Segment's client has.
 SEGMENT_NAMES = frozenset(name for name in NAMES if hasattr(_SEGMENT, name))
 #: Each setting's default.
-DEFAULTS: Dict[str, Any] = asdict_shallow(Settings())
+DEFAULTS: dict[str, Any] = asdict_shallow(Settings())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Dict, Iterable
+from collections.abc import Iterable
 
 COUNTERS = ("accepted", "retried", "dropped", "failed", "refused")
 
@@ -11,13 +11,15 @@ COUNTERS = ("accepted", "retried", "dropped", "failed", "refused")
 class DeliveryStats:
     def __init__(self, legs: Iterable[str]) -> None:
         self._lock = threading.Lock()
-        self._counts: Dict[str, Dict[str, int]] = {leg: dict.fromkeys(COUNTERS, 0) for leg in legs}
+        self._counts: dict[str, dict[str, int]] = {leg: dict.fromkeys(COUNTERS, 0) for leg in legs}
 
     def add(self, leg: str, counter: str, n: int = 1) -> None:
         with self._lock:
             self._counts[leg][counter] += n
 
-    def snapshot(self, intake_pending: int, leg_pending: Dict[str, int]) -> Dict[str, Dict[str, int]]:
+    def snapshot(
+        self, intake_pending: int, leg_pending: dict[str, int]
+    ) -> dict[str, dict[str, int]]:
         """Per leg: ``queued`` (waiting in our queue or the leg's), ``delivered``
         (handed to the leg, no longer queued there and not failed), ``retried``
         (attempts the leg's client repeated after a failed one), ``dropped``

@@ -44,4 +44,4 @@ def install_as_segment() -> None:
         sys.modules[name] = analytics_posthog.client
     # ``from segment import analytics`` and ``import segment.analytics as x``
     # read the attribute of the ``segment`` package before sys.modules.
-    setattr(sys.modules["segment"], "analytics", analytics_posthog)
+    sys.modules["segment"].analytics = analytics_posthog

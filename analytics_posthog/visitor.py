@@ -16,15 +16,13 @@ stays as Segment would have sent it.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from analytics_posthog import request_context
 from analytics_posthog.posthog_internals import context_distinct_id, context_session_id
 from analytics_posthog.request_context import RequestContext
 from analytics_posthog.request_fields import sanitise_id
 
 
-def current() -> Optional[RequestContext]:
+def current() -> RequestContext | None:
     """The request's context, else one built from posthog's context, else ``None``."""
     request = request_context.current()
     if request is not None:
@@ -32,11 +30,12 @@ def current() -> Optional[RequestContext]:
     return from_posthog_context()
 
 
-def from_posthog_context() -> Optional[RequestContext]:
+def from_posthog_context() -> RequestContext | None:
     """posthog's context identity and session as a request context; ``None`` when it sets neither."""
     distinct_id = sanitise_id(context_distinct_id())
     session_id = sanitise_id(context_session_id())
     if not (distinct_id or session_id):
         return None
-    return RequestContext(context={"sessionId": session_id} if session_id else {}, anonymous_id=distinct_id)
-
+    return RequestContext(
+        context={"sessionId": session_id} if session_id else {}, anonymous_id=distinct_id
+    )

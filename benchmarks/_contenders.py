@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Tuple
+from typing import Any
 
 USER_ID = "user-4f1c2a9e"
 
 # -- payloads ------------------------------------------------------------------
 
 SMALL_EVENT = "Button Clicked"
-SMALL_PROPERTIES: Dict[str, Any] = {"button": "checkout", "plan": "pro"}
+SMALL_PROPERTIES: dict[str, Any] = {"button": "checkout", "plan": "pro"}
 
 
-def _order() -> Dict[str, Any]:
+def _order() -> dict[str, Any]:
     products = [
         {
             "product_id": "sku-%05d" % (1000 + i * 37),
@@ -46,7 +47,7 @@ def _order() -> Dict[str, Any]:
 
 BIG_EVENT = "Order Completed"
 BIG_PROPERTIES = _order()
-BIG_CONTEXT: Dict[str, Any] = {
+BIG_CONTEXT: dict[str, Any] = {
     "ip": "203.0.113.42",
     "userAgent": (
         "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
@@ -69,7 +70,7 @@ BIG_CONTEXT: Dict[str, Any] = {
     },
 }
 # What the posthog contender sends instead of a context: PostHog's own property names.
-BIG_POSTHOG_PROPERTIES: Dict[str, Any] = dict(
+BIG_POSTHOG_PROPERTIES: dict[str, Any] = dict(
     BIG_PROPERTIES,
     **{
         "$ip": BIG_CONTEXT["ip"],
@@ -92,7 +93,9 @@ def payload_size(payload: str) -> int:
     """Bytes of the Segment-shaped payload as JSON (for the README)."""
     if payload == "small":
         return len(json.dumps({"event": SMALL_EVENT, "properties": SMALL_PROPERTIES}))
-    return len(json.dumps({"event": BIG_EVENT, "properties": BIG_PROPERTIES, "context": BIG_CONTEXT}))
+    return len(
+        json.dumps({"event": BIG_EVENT, "properties": BIG_PROPERTIES, "context": BIG_CONTEXT})
+    )
 
 
 PAYLOADS = ("small", "2kb")
@@ -105,7 +108,7 @@ PAYLOADS = ("small", "2kb")
 class Contender:
     name: str
     #: (posthog events, segment messages) the server receives per call.
-    per_call: Tuple[int, int]
+    per_call: tuple[int, int]
     make: Callable[..., Any]
     caller: Callable[[Any, str], Callable[[], Any]]
 

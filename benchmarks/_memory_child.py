@@ -50,9 +50,10 @@ def main() -> int:
     contender = _contenders.BY_NAME[args.contender]
     url = refused_url()
     # Import everything the client needs before measuring: imports are not backlog.
-    import analytics_posthog  # noqa: F401
     import posthog  # noqa: F401
     import segment.analytics  # noqa: F401
+
+    import analytics_posthog  # noqa: F401
 
     traced = args.mode == "tracemalloc"
     gc.collect()

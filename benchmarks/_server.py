@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Dict, Optional, Tuple
 
 
 class ServerProcess:
@@ -18,10 +17,10 @@ class ServerProcess:
 
     def __init__(self, python: str = sys.executable) -> None:
         self.python = python
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.url = ""
 
-    def start(self, timeout: float = 15.0) -> "ServerProcess":
+    def start(self, timeout: float = 15.0) -> ServerProcess:
         self.proc = subprocess.Popen(
             [self.python, "-m", "analytics_posthog.testing", "--port", "0", "--count-only"],
             stdout=subprocess.PIPE,
@@ -29,7 +28,7 @@ class ServerProcess:
             stdin=subprocess.DEVNULL,
             text=True,
         )
-        line: Dict[str, str] = {}
+        line: dict[str, str] = {}
 
         def read() -> None:
             assert self.proc is not None and self.proc.stdout is not None
@@ -46,19 +45,23 @@ class ServerProcess:
         return self
 
     def _request(self, method: str, path: str, timeout: float = 5.0) -> bytes:
-        req = urllib.request.Request(self.url + path, method=method, data=b"{}" if method == "POST" else None)
+        req = urllib.request.Request(
+            self.url + path, method=method, data=b"{}" if method == "POST" else None
+        )
         if method == "POST":
             req.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.read()
 
-    def stats(self) -> Dict[str, int]:
+    def stats(self) -> dict[str, int]:
         return json.loads(self._request("GET", "/_stats"))
 
     def reset(self) -> None:
         self._request("POST", "/_reset")
 
-    def wait_for(self, events: int, segment: int, timeout: float, poll: float = 0.002) -> Tuple[bool, Dict[str, int]]:
+    def wait_for(
+        self, events: int, segment: int, timeout: float, poll: float = 0.002
+    ) -> tuple[bool, dict[str, int]]:
         """Poll ``/_stats`` until ``events`` PostHog events and ``segment`` Segment
         messages have arrived; ``(False, last stats)`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout

@@ -23,7 +23,6 @@ import tempfile
 import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
-from typing import Tuple
 
 TYPES = ("track", "track", "track", "page", "identify", "screen", "group", "alias", "track", "page")
 LINES_PER_FILE = 20000
@@ -53,22 +52,44 @@ def message(i: int, day: int) -> dict:
             "locale": "en-US",
             "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
             "Version/17.4 Safari/605.1.15",
-            "page": {"path": "/cart", "referrer": "https://www.google.com/", "search": "?utm_source=news",
-                     "title": "Your cart", "url": "https://shop.example.com/cart?utm_source=news"},
+            "page": {
+                "path": "/cart",
+                "referrer": "https://www.google.com/",
+                "search": "?utm_source=news",
+                "title": "Your cart",
+                "url": "https://shop.example.com/cart?utm_source=news",
+            },
             "campaign": {"source": "news", "medium": "email", "name": "spring"},
             "timezone": "Europe/Berlin",
             "os": {"name": "Mac OS X", "version": "10.15.7"},
         },
     }
     if type_ == "track":
-        msg.update(event="Order Completed", properties={
-            "order_id": "o-%d" % i, "revenue": 42.5, "currency": "EUR", "coupon": None,
-            "products": [{"product_id": "p-%d" % (i % 500), "sku": "SKU-%d" % (i % 500), "price": 21.25, "quantity": 2}],
-        })
+        msg.update(
+            event="Order Completed",
+            properties={
+                "order_id": "o-%d" % i,
+                "revenue": 42.5,
+                "currency": "EUR",
+                "coupon": None,
+                "products": [
+                    {
+                        "product_id": "p-%d" % (i % 500),
+                        "sku": "SKU-%d" % (i % 500),
+                        "price": 21.25,
+                        "quantity": 2,
+                    }
+                ],
+            },
+        )
     elif type_ in ("page", "screen"):
         msg.update(name="Cart", category="Shop", properties={"path": "/cart", "title": "Your cart"})
     elif type_ == "identify":
-        msg["traits"] = {"email": "user-%d@example.com" % i, "plan": "pro", "created_at": "2022-03-04T05:06:07Z"}
+        msg["traits"] = {
+            "email": "user-%d@example.com" % i,
+            "plan": "pro",
+            "created_at": "2022-03-04T05:06:07Z",
+        }
     elif type_ == "group":
         msg.update(groupId="acme-%d" % (i % 50), traits={"name": "Acme", "employees": 120})
     else:
@@ -82,7 +103,9 @@ def generate(root: str, lines: int, days: int) -> int:
     written = size = 0
     day = 0
     while written < lines:
-        folder = os.path.join(root, "segment-logs", "src", str(int((DAY0 + timedelta(days=day)).timestamp() * 1000)))
+        folder = os.path.join(
+            root, "segment-logs", "src", str(int((DAY0 + timedelta(days=day)).timestamp() * 1000))
+        )
         os.makedirs(folder, exist_ok=True)
         in_day = min(per_day, lines - written)
         for part in range(0, in_day, LINES_PER_FILE):
@@ -97,12 +120,14 @@ def generate(root: str, lines: int, days: int) -> int:
     return size
 
 
-def timed(args: list, env: dict) -> Tuple[float, float]:
+def timed(args: list, env: dict) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command and its workers): on a busy
     machine CPU time gives the one-core figure that wall time hides."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    code = subprocess.call([sys.executable, "-m", "analytics_posthog", *args], stdout=subprocess.DEVNULL, env=env)
+    code = subprocess.call(
+        [sys.executable, "-m", "analytics_posthog", *args], stdout=subprocess.DEVNULL, env=env
+    )
     elapsed = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if code != 0:
@@ -111,24 +136,44 @@ def timed(args: list, env: dict) -> Tuple[float, float]:
 
 
 def report(label: str, lines: int, wall: float, cpu: float) -> str:
-    return "%s: %.1fs, %.0f lines/s wall; %.1f CPU s, %.0f lines per CPU second; load average %.1f" % (
-        label, wall, lines / wall, cpu, lines / cpu, os.getloadavg()[0])
+    return (
+        "%s: %.1fs, %.0f lines/s wall; %.1f CPU s, %.0f lines per CPU second; load average %.1f"
+        % (label, wall, lines / wall, cpu, lines / cpu, os.getloadavg()[0])
+    )
 
 
 def send(archive: str, env: dict, count: int) -> str:
-    server = subprocess.Popen([sys.executable, "-m", "analytics_posthog.testing", "--count-only"],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "analytics_posthog.testing", "--count-only"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = server.stdout.readline().split()[-1]  # type: ignore[union-attr]
-        elapsed, _ = timed(["replay", archive, "--rate", "1000000", "--posthog-api-key", "phc_bench",
-                            "--posthog-host", url, "--checkpoint", os.path.join(os.path.dirname(archive), "cp.json")], env)
+        elapsed, _ = timed(
+            [
+                "replay",
+                archive,
+                "--rate",
+                "1000000",
+                "--posthog-api-key",
+                "phc_bench",
+                "--posthog-host",
+                url,
+                "--checkpoint",
+                os.path.join(os.path.dirname(archive), "cp.json"),
+            ],
+            env,
+        )
         with urllib.request.urlopen(url + "/_stats") as response:
             events = json.load(response)["events"]
     finally:
         server.terminate()
         server.wait()
-    return "replay (sending, --rate unlimited): %d lines in %.1fs, %.0f events/s; the server counted %d events" % (
-        count, elapsed, count / elapsed, events)
+    return (
+        "replay (sending, --rate unlimited): %d lines in %.1fs, %.0f events/s; the server counted %d events"
+        % (count, elapsed, count / elapsed, events)
+    )
 
 
 def main() -> int:
@@ -136,20 +181,46 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=100)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--send", type=int, default=20000, help="lines of a second archive replayed over HTTP (0: skip)")
+    parser.add_argument(
+        "--send",
+        type=int,
+        default=20000,
+        help="lines of a second archive replayed over HTTP (0: skip)",
+    )
     args = parser.parse_args()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     with tempfile.TemporaryDirectory() as tmp:
         archive = os.path.join(tmp, "segment-logs")
         started = time.monotonic()
         size = generate(tmp, args.lines, args.days)
-        print("archive: %d lines, %d gzip files, %.1f MB, %d days (generated in %.0fs)" % (
-            args.lines, sum(len(f) for _, _, f in os.walk(archive)), size / 1e6, args.days, time.monotonic() - started), flush=True)
+        print(
+            "archive: %d lines, %d gzip files, %.1f MB, %d days (generated in %.0fs)"
+            % (
+                args.lines,
+                sum(len(f) for _, _, f in os.walk(archive)),
+                size / 1e6,
+                args.days,
+                time.monotonic() - started,
+            ),
+            flush=True,
+        )
         for jobs in args.jobs:
             out = os.path.join(tmp, "out-%d" % jobs)
-            print(report("export --jobs %d" % jobs, args.lines, *timed(["export", archive, "--out", out, "--jobs", str(jobs)], env)))
-            print(report("replay --dry-run --jobs %d" % jobs, args.lines,
-                         *timed(["replay", archive, "--dry-run", "--jobs", str(jobs)], env)), flush=True)
+            print(
+                report(
+                    "export --jobs %d" % jobs,
+                    args.lines,
+                    *timed(["export", archive, "--out", out, "--jobs", str(jobs)], env),
+                )
+            )
+            print(
+                report(
+                    "replay --dry-run --jobs %d" % jobs,
+                    args.lines,
+                    *timed(["replay", archive, "--dry-run", "--jobs", str(jobs)], env),
+                ),
+                flush=True,
+            )
         if args.send:
             small = os.path.join(tmp, "small")
             generate(small, args.send, 10)

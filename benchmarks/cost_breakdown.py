@@ -21,7 +21,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from collections.abc import Callable
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,53 +52,81 @@ def per_call(fn: Callable[[], Any], n: int = 2000, repeats: int = 5) -> float:
     return best * 1e6
 
 
-def final_event(client_kwargs: Dict[str, Any], send: Callable[[posthog.Client], Any]) -> Dict[str, Any]:
+def final_event(
+    client_kwargs: dict[str, Any], send: Callable[[posthog.Client], Any]
+) -> dict[str, Any]:
     """The event (after posthog's enrichment) that ``send`` makes a client queue.
 
     A ``before_send`` hook sees it; the timed clients have none, since posthog
     cleans the whole event again after the hook.
     """
-    seen: List[Dict[str, Any]] = []
-    send(posthog.Client("phc_x", send=False, before_send=lambda m: seen.append(m) or m, **client_kwargs))
+    seen: list[dict[str, Any]] = []
+    send(
+        posthog.Client(
+            "phc_x", send=False, before_send=lambda m: seen.append(m) or m, **client_kwargs
+        )
+    )
     return seen[-1]
 
 
-def posthog_consumer_costs(event: Dict[str, Any]) -> List[Tuple[str, float]]:
+def posthog_consumer_costs(event: dict[str, Any]) -> list[tuple[str, float]]:
     batch = [event] * BATCH
     return [
-        ("  consumer: size check", per_call(lambda: len(json.dumps(event, cls=PostHogSerializer).encode()))),
-        ("  consumer: batch body, per event", per_call(lambda: json.dumps({"batch": batch}, cls=PostHogSerializer), n=40) / BATCH),
+        (
+            "  consumer: size check",
+            per_call(lambda: len(json.dumps(event, cls=PostHogSerializer).encode())),
+        ),
+        (
+            "  consumer: batch body, per event",
+            per_call(lambda: json.dumps({"batch": batch}, cls=PostHogSerializer), n=40) / BATCH,
+        ),
     ]
 
 
-def segment_consumer_costs(msg: Dict[str, Any], prefix: str = "  consumer") -> List[Tuple[str, float]]:
+def segment_consumer_costs(
+    msg: dict[str, Any], prefix: str = "  consumer"
+) -> list[tuple[str, float]]:
     batch = [msg] * BATCH
     return [
-        (prefix + ": size check", per_call(lambda: len(json.dumps(msg, cls=SegmentSerializer).encode()))),
-        (prefix + ": batch body, per event", per_call(lambda: json.dumps({"batch": batch}, cls=SegmentSerializer), n=40) / BATCH),
+        (
+            prefix + ": size check",
+            per_call(lambda: len(json.dumps(msg, cls=SegmentSerializer).encode())),
+        ),
+        (
+            prefix + ": batch body, per event",
+            per_call(lambda: json.dumps({"batch": batch}, cls=SegmentSerializer), n=40) / BATCH,
+        ),
     ]
 
 
-def stages(payload: str) -> Dict[str, List[Tuple[str, float]]]:
+def stages(payload: str) -> dict[str, list[tuple[str, float]]]:
     segment = SegmentClient("wk", send=False)
     ok, seg_msg = _track_caller(segment, payload)()
-    rows: Dict[str, List[Tuple[str, float]]] = {
-        "segment": [("caller: track()", per_call(_track_caller(segment, payload)))] + segment_consumer_costs(seg_msg)
+    rows: dict[str, list[tuple[str, float]]] = {
+        "segment": [("caller: track()", per_call(_track_caller(segment, payload)))]
+        + segment_consumer_costs(seg_msg)
     }
 
     posthog_internals.restore_speedups()
     rows["posthog"] = [
-        ("caller: capture()", per_call(_capture_caller(posthog.Client("phc_x", send=False), payload)))
+        (
+            "caller: capture()",
+            per_call(_capture_caller(posthog.Client("phc_x", send=False), payload)),
+        )
     ] + posthog_consumer_costs(final_event({}, lambda ph: _capture_caller(ph, payload)()))
 
     ours = analytics_posthog.Client(posthog_api_key="phc_x", send=False)
     ok, msg = _track_caller(ours, payload)()
-    leg = PostHogLeg(posthog.Client("phc_x", send=False), "segment_group")  # puts the speed-ups back, as our client does
+    leg = PostHogLeg(
+        posthog.Client("phc_x", send=False), "segment_group"
+    )  # puts the speed-ups back, as our client does
     rows["ours"] = [
         ("caller: track()", per_call(_track_caller(ours, payload))),
         ("  background: mapping", per_call(lambda: to_posthog(msg, "segment_group"))),
         ("  background: mapping + capture()", per_call(lambda: leg.send(msg))),
-    ] + posthog_consumer_costs(final_event({}, lambda ph: PostHogLeg(ph, "segment_group").send(msg)))
+    ] + posthog_consumer_costs(
+        final_event({}, lambda ph: PostHogLeg(ph, "segment_group").send(msg))
+    )
     rows["ours-dual"] = (
         rows["ours"]
         + [("  background: Segment leg's message", per_call(lambda: segment_message(msg)))]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any
 
 from _contenders import CONTENDERS, Contender, call_with_timeout
 from _server import scrub_environment
@@ -31,7 +31,7 @@ OUTAGE_START, OUTAGE_SECONDS = 5.0, 15.0
 SHUTDOWN_TIMEOUT = 120.0
 
 
-def run_outage(kind: str) -> List[List[Any]]:
+def run_outage(kind: str) -> list[list[Any]]:
     servers = {c.name: CaptureServer().start() for c in CONTENDERS}
     clients = {c.name: c.make(servers[c.name].url) for c in CONTENDERS}
     calls = {c.name: c.caller(clients[c.name], "small") for c in CONTENDERS}
@@ -53,7 +53,7 @@ def run_outage(kind: str) -> List[List[Any]]:
             call()
         made += 1
         time.sleep(max(0.0, started + made / RATE - time.monotonic()))
-    finished: Dict[str, bool] = {}
+    finished: dict[str, bool] = {}
 
     def shut(name: str) -> None:
         finished[name] = call_with_timeout(clients[name].shutdown, SHUTDOWN_TIMEOUT)
@@ -71,13 +71,18 @@ def run_outage(kind: str) -> List[List[Any]]:
     return rows
 
 
-def row(kind: str, contender: Contender, server: CaptureServer, made: int, finished: bool) -> List[Any]:
+def row(
+    kind: str, contender: Contender, server: CaptureServer, made: int, finished: bool
+) -> list[Any]:
     received = []
     if contender.per_call[0]:
         received.append(("PostHog", [e["uuid"] for e in server.events]))
     if contender.per_call[1]:
         received.append(("Segment", [m["messageId"] for m in server.segment_messages]))
-    lost = ", ".join("%s %d (%.1f%%)" % (leg, made - len(set(ids)), 100.0 * (made - len(set(ids))) / made) for leg, ids in received)
+    lost = ", ".join(
+        "%s %d (%.1f%%)" % (leg, made - len(set(ids)), 100.0 * (made - len(set(ids))) / made)
+        for leg, ids in received
+    )
     twice = ", ".join("%s %d" % (leg, len(ids) - len(set(ids))) for leg, ids in received)
     answered_503 = sum(1 for r in server.requests if r.status == 503)
     note = "" if finished else "shutdown() still running after %.0f s" % SHUTDOWN_TIMEOUT
@@ -86,10 +91,14 @@ def row(kind: str, contender: Contender, server: CaptureServer, made: int, finis
 
 def main() -> int:
     scrub_environment()
-    print("Benchmark run %s · analytics_posthog %s\n" % (time.strftime("%Y-%m-%d %H:%M"), analytics_posthog.__version__))
+    print(
+        "Benchmark run %s · analytics_posthog %s\n"
+        % (time.strftime("%Y-%m-%d %H:%M"), analytics_posthog.__version__)
+    )
     print(
         "%d calls/s per client for %.0f s; every server down from second %.0f to %.0f; "
-        "then shutdown(). Lost = calls whose event never arrived.\n" % (RATE, SECONDS, OUTAGE_START, OUTAGE_START + OUTAGE_SECONDS)
+        "then shutdown(). Lost = calls whose event never arrived.\n"
+        % (RATE, SECONDS, OUTAGE_START, OUTAGE_START + OUTAGE_SECONDS)
     )
     rows = []
     for kind in ("503", "refused"):

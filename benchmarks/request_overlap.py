@@ -17,7 +17,8 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import posthog.consumer as posthog_consumer
 import run
@@ -25,11 +26,11 @@ import segment.analytics.consumer as segment_consumer
 from _contenders import BY_NAME, PAYLOADS
 from _server import ServerProcess, scrub_environment
 
-Span = Tuple[str, float, float]
+Span = tuple[str, float, float]
 REQUESTS = 1500
 
 
-def timed(kind: str, spans: List[Span], fn: Callable[..., Any]) -> Callable[..., Any]:
+def timed(kind: str, spans: list[Span], fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
@@ -40,8 +41,10 @@ def timed(kind: str, spans: List[Span], fn: Callable[..., Any]) -> Callable[...,
     return wrapper
 
 
-def trace(server: ServerProcess, size: int, name: str, payload: str, uploads: List[Span]) -> Dict[str, Any]:
-    deliveries: List[Span] = []
+def trace(
+    server: ServerProcess, size: int, name: str, payload: str, uploads: list[Span]
+) -> dict[str, Any]:
+    deliveries: list[Span] = []
     contender = BY_NAME[name]
     client = contender.make(server.url)
     dispatcher = client.delivery.dispatcher
@@ -51,7 +54,7 @@ def trace(server: ServerProcess, size: int, name: str, payload: str, uploads: Li
     run.drain(client, name)
     deliveries.clear()
     uploads.clear()
-    requests: List[Tuple[float, float]] = []
+    requests: list[tuple[float, float]] = []
     for _ in range(REQUESTS):
         started = time.perf_counter()
         run.request_work(size)
@@ -67,7 +70,7 @@ def trace(server: ServerProcess, size: int, name: str, payload: str, uploads: Li
         return any(a < end and b > start for start, end in requests)
 
     median = statistics.median(end - start for start, end in requests)
-    excess: Dict[str, float] = {}
+    excess: dict[str, float] = {}
     for start, end in requests:
         over = end - start - median
         if over > 0:
@@ -77,26 +80,38 @@ def trace(server: ServerProcess, size: int, name: str, payload: str, uploads: Li
     return {
         "median": median,
         "excess": excess,
-        "counts": {kind: sum(1 for k, _, _ in spans if k == kind) for kind in ("a delivery", "an upload")},
-        "during": {kind: sum(1 for k, a, b in spans if k == kind and during_a_request(a, b)) for kind in ("a delivery", "an upload")},
+        "counts": {
+            kind: sum(1 for k, _, _ in spans if k == kind) for kind in ("a delivery", "an upload")
+        },
+        "during": {
+            kind: sum(1 for k, a, b in spans if k == kind and during_a_request(a, b))
+            for kind in ("a delivery", "an upload")
+        },
     }
 
 
 def main() -> int:
     scrub_environment()
     head = run.header(False)
-    uploads: List[Span] = []
-    posthog_consumer.Consumer.request = timed("an upload", uploads, posthog_consumer.Consumer.request)  # type: ignore[method-assign]
-    segment_consumer.Consumer.request = timed("an upload", uploads, segment_consumer.Consumer.request)  # type: ignore[method-assign]
+    uploads: list[Span] = []
+    posthog_consumer.Consumer.request = timed(
+        "an upload", uploads, posthog_consumer.Consumer.request
+    )  # type: ignore[method-assign]
+    segment_consumer.Consumer.request = timed(
+        "an upload", uploads, segment_consumer.Consumer.request
+    )  # type: ignore[method-assign]
     server = ServerProcess().start()
     try:
         size = run.calibrate_work()
         baseline = run.run_block(size, REQUESTS, None)
         median = statistics.median(baseline)
         lines = [
-            head, "", "%d requests of the web workload per client and payload." % REQUESTS, "",
-            "**no calls**: median request %.0f µs; time above the median: %.1f µs a request." % (
-                median * 1e6, sum(max(0.0, t - median) for t in baseline) / REQUESTS * 1e6),
+            head,
+            "",
+            "%d requests of the web workload per client and payload." % REQUESTS,
+            "",
+            "**no calls**: median request %.0f µs; time above the median: %.1f µs a request."
+            % (median * 1e6, sum(max(0.0, t - median) for t in baseline) / REQUESTS * 1e6),
             "",
         ]
         for payload in PAYLOADS:
@@ -107,11 +122,21 @@ def main() -> int:
                 lines.append(
                     "**%s, %s**: median request %.0f µs; %d deliveries, %d of them during a request; "
                     "%d uploads, %d of them during a request."
-                    % (name, payload, result["median"] * 1e6, counts["a delivery"], during["a delivery"],
-                       counts["an upload"], during["an upload"])
+                    % (
+                        name,
+                        payload,
+                        result["median"] * 1e6,
+                        counts["a delivery"],
+                        during["a delivery"],
+                        counts["an upload"],
+                        during["an upload"],
+                    )
                 )
                 for key, seconds in sorted(result["excess"].items(), key=lambda item: -item[1]):
-                    lines.append("- time above the median, in requests that overlapped %s: %.1f µs a request" % (key, seconds / REQUESTS * 1e6))
+                    lines.append(
+                        "- time above the median, in requests that overlapped %s: %.1f µs a request"
+                        % (key, seconds / REQUESTS * 1e6)
+                    )
                 lines.append("")
     finally:
         server.stop()

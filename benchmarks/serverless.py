@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Dict, List
+from collections.abc import Callable
 
 from _server import ServerProcess, scrub_environment
 
@@ -33,7 +33,13 @@ CALLS = 3
 
 
 def make(url: str, segment: bool, **settings: float) -> Client:
-    return Client("seg_key" if segment else None, host=url, posthog_api_key="phc_bench", posthog_host=url, **settings)
+    return Client(
+        "seg_key" if segment else None,
+        host=url,
+        posthog_api_key="phc_bench",
+        posthog_host=url,
+        **settings,
+    )
 
 
 def invocation(client: Client, flush: bool) -> Callable[[], None]:
@@ -44,11 +50,11 @@ def invocation(client: Client, flush: bool) -> Callable[[], None]:
     return flush_after(client=client)(handler) if flush else handler
 
 
-def measure(server: ServerProcess, client: Client, flush: bool) -> List[float]:
+def measure(server: ServerProcess, client: Client, flush: bool) -> list[float]:
     handler = invocation(client, flush)
     handler()  # the first call starts the client's threads and connections
     client.flush()
-    times: List[float] = []
+    times: list[float] = []
     for _ in range(INVOCATIONS):
         started = time.perf_counter()
         handler()
@@ -58,7 +64,7 @@ def measure(server: ServerProcess, client: Client, flush: bool) -> List[float]:
     return times
 
 
-def summary(times: List[float]) -> Dict[str, float]:
+def summary(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
     return {
         "median": statistics.median(ordered) * 1000,
@@ -78,13 +84,19 @@ def main() -> None:
             ("dual-write, upload_interval=0.05", dict(segment=True, upload_interval=0.05), True),
             ("dual-write, upload_interval=0.01", dict(segment=True, upload_interval=0.01), True),
         ]
-        print("%d invocations of %d track calls each; wall time per invocation (ms)" % (INVOCATIONS, CALLS))
+        print(
+            "%d invocations of %d track calls each; wall time per invocation (ms)"
+            % (INVOCATIONS, CALLS)
+        )
         print("%-36s %8s %8s %8s" % ("", "median", "p90", "max"))
         for name, settings, flush in configs:
             client = make(server.url, **settings)  # type: ignore[arg-type]
             figures = summary(measure(server, client, flush))
             client.shutdown()
-            print("%-36s %8.2f %8.2f %8.2f" % (name, figures["median"], figures["p90"], figures["max"]))
+            print(
+                "%-36s %8.2f %8.2f %8.2f"
+                % (name, figures["median"], figures["p90"], figures["max"])
+            )
     finally:
         server.stop()
 

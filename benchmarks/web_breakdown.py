@@ -20,7 +20,8 @@ import argparse
 import statistics
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import run
 from _contenders import BY_NAME, PAYLOADS
@@ -39,11 +40,15 @@ VARIANTS = (
 HELD_OFF_QUIET = 3600.0
 
 
-def measure(server: ServerProcess, size: int, payload: str, rounds: int, pairs: int) -> Dict[str, Dict[str, List[float]]]:
+def measure(
+    server: ServerProcess, size: int, payload: str, rounds: int, pairs: int
+) -> dict[str, dict[str, list[float]]]:
     """Per variant, per block pair: µs per call added inside the requests, and left over after the block."""
     per_block = 120
     block_calls = run.CALLS_PER_REQUEST * per_block
-    samples: Dict[str, Dict[str, List[float]]] = {label: {"inside": [], "left": []} for label, _, _ in VARIANTS}
+    samples: dict[str, dict[str, list[float]]] = {
+        label: {"inside": [], "left": []} for label, _, _ in VARIANTS
+    }
     quiet = dispatcher.QUIET
     for round_no in range(rounds):
         shift = round_no % len(VARIANTS)
@@ -68,7 +73,12 @@ def measure(server: ServerProcess, size: int, payload: str, rounds: int, pairs: 
                     cpu = time.process_time()
                     run.drain(client, label)
                     left = time.process_time() - cpu
-                    samples[label]["inside"].append((statistics.fmean(with_calls) - statistics.fmean(base)) * per_block / block_calls * 1e6)
+                    samples[label]["inside"].append(
+                        (statistics.fmean(with_calls) - statistics.fmean(base))
+                        * per_block
+                        / block_calls
+                        * 1e6
+                    )
                     samples[label]["left"].append(left / block_calls * 1e6)
             finally:
                 dispatcher.QUIET = quiet
@@ -78,28 +88,40 @@ def measure(server: ServerProcess, size: int, payload: str, rounds: int, pairs: 
     return samples
 
 
-def report(payload: str, samples: Dict[str, Dict[str, List[float]]]) -> List[List[Any]]:
+def report(payload: str, samples: dict[str, dict[str, list[float]]]) -> list[list[Any]]:
     def median(label: str, key: str) -> float:
         return statistics.median(samples[label][key])
 
     rows = []
-    for label, _, held_off in VARIANTS:
+    for label, _, _held_off in VARIANTS:
         inside = samples[label]["inside"]
-        total = [a + b for a, b in zip(inside, samples[label]["left"])]
+        total = [a + b for a, b in zip(inside, samples[label]["left"], strict=False)]
         lo, hi = run.median_ci(total)
         background = ""
         if label in ("ours", "ours-dual"):
-            background = run.fmt(median(label, "inside") - median(label + ", dispatcher held off", "inside"))
-        rows.append([
-            label, payload, "%s (%s–%s)" % (run.fmt(statistics.median(total)), run.fmt(lo), run.fmt(hi)),
-            run.fmt(median(label, "inside")), background, run.fmt(median(label, "left")),
-        ])
+            background = run.fmt(
+                median(label, "inside") - median(label + ", dispatcher held off", "inside")
+            )
+        rows.append(
+            [
+                label,
+                payload,
+                "%s (%s–%s)" % (run.fmt(statistics.median(total)), run.fmt(lo), run.fmt(hi)),
+                run.fmt(median(label, "inside")),
+                background,
+                run.fmt(median(label, "left")),
+            ]
+        )
     return rows
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 pairs instead of 4 of 5")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 rounds of 2 pairs instead of 4 of 5"
+    )
     args = parser.parse_args(argv)
     rounds, pairs = (2, 2) if args.quick else (4, 5)
     scrub_environment()
@@ -108,7 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     server = ServerProcess().start()
     try:
         size = run.calibrate_work()
-        rows: List[List[Any]] = []
+        rows: list[list[Any]] = []
         for payload in PAYLOADS:
             rows += report(payload, measure(server, size, payload, rounds, pairs))
     finally:
@@ -118,10 +140,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "Medians over %d block pairs of the web workload (%d requests each, %d calls per request, %.1f ms idle between "
         "requests); µs per call.\n" % (rounds * pairs, 120, run.CALLS_PER_REQUEST, run.GAP * 1e3)
     )
-    print(run.table(
-        ["variant", "payload", "added in all (95% interval)", "inside the requests", "of which background work", "left over after the block"],
-        rows,
-    ))
+    print(
+        run.table(
+            [
+                "variant",
+                "payload",
+                "added in all (95% interval)",
+                "inside the requests",
+                "of which background work",
+                "left over after the block",
+            ],
+            rows,
+        )
+    )
     return 0
 
 

@@ -54,13 +54,31 @@ def offline_demo() -> None:
 
     from analytics_posthog.testing import CaptureServer
 
-    with CaptureServer() as server, start_worker(celery, perform_ping_check=False, loglevel="WARNING"):
-        analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = "phc_demo", server.url, True
-        browser = {"User-Agent": "Mozilla/5.0 (demo)", "Cookie": posthog_js_cookie("phc_demo", "browser-1", "session-1")}
+    with (
+        CaptureServer() as server,
+        start_worker(celery, perform_ping_check=False, loglevel="WARNING"),
+    ):
+        analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = (
+            "phc_demo",
+            server.url,
+            True,
+        )
+        browser = {
+            "User-Agent": "Mozilla/5.0 (demo)",
+            "Cookie": posthog_js_cookie("phc_demo", "browser-1", "session-1"),
+        }
         app.test_client(use_cookies=False).post("/orders/o-17", headers=browser)
         for event in server.wait_for_events(2):
             properties = event["properties"]
-            print(json.dumps({"event": event["event"], "distinct_id": event["distinct_id"], "$session_id": properties.get("$session_id")}))
+            print(
+                json.dumps(
+                    {
+                        "event": event["event"],
+                        "distinct_id": event["distinct_id"],
+                        "$session_id": properties.get("$session_id"),
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

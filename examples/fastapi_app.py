@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import uuid
-from typing import Optional
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
@@ -29,7 +28,7 @@ app = FastAPI()
 app.add_middleware(AnalyticsMiddleware, trusted_proxies=os.environ.get("TRUSTED_PROXIES"))
 
 
-def anonymous_id(request: Request, response: Response) -> Optional[str]:
+def anonymous_id(request: Request, response: Response) -> str | None:
     """``None`` when the hook named the visitor (posthog-js, analytics.js, the
     logged-in user: it fills the id in), else the visitor's cookie id."""
     if visitor_named():
@@ -37,11 +36,13 @@ def anonymous_id(request: Request, response: Response) -> Optional[str]:
     visitor = _valid(request.cookies.get(VISITOR_COOKIE))
     if visitor is None:
         visitor = str(uuid.uuid4())
-        response.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 24 * 3600, httponly=True, samesite="lax")
+        response.set_cookie(
+            VISITOR_COOKIE, visitor, max_age=365 * 24 * 3600, httponly=True, samesite="lax"
+        )
     return visitor
 
 
-def _valid(cookie: Optional[str]) -> Optional[str]:
+def _valid(cookie: str | None) -> str | None:
     """Only ids this app made: a cookie is whatever the client sends."""
     try:
         return str(uuid.UUID(cookie)) if cookie else None
@@ -51,7 +52,11 @@ def _valid(cookie: Optional[str]) -> Optional[str]:
 
 @app.post("/reports")
 async def export_report(request: Request, response: Response) -> dict:
-    analytics.track(anonymous_id=anonymous_id(request, response), event="Report Exported", properties={"format": "csv"})
+    analytics.track(
+        anonymous_id=anonymous_id(request, response),
+        event="Report Exported",
+        properties={"format": "csv"},
+    )
     return {"ok": True}
 
 
@@ -61,18 +66,52 @@ async def offline_demo() -> None:
     from analytics_posthog.testing import CaptureServer
 
     with CaptureServer() as server:
-        analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = "phc_demo", server.url, True
+        analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = (
+            "phc_demo",
+            server.url,
+            True,
+        )
         transport = httpx.ASGITransport(app=app, client=("198.51.100.4", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="https://app.example.com") as client:
-            posthog_js = {"User-Agent": "Mozilla/5.0 (demo)", "X-POSTHOG-DISTINCT-ID": "browser-1", "X-POSTHOG-SESSION-ID": "session-1"}
-            for headers in (posthog_js, {}, {}):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
-                print("POST /reports ->", (await client.post("/reports", headers=headers)).status_code)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://app.example.com"
+        ) as client:
+            posthog_js = {
+                "User-Agent": "Mozilla/5.0 (demo)",
+                "X-POSTHOG-DISTINCT-ID": "browser-1",
+                "X-POSTHOG-SESSION-ID": "session-1",
+            }
+            for headers in (
+                posthog_js,
+                {},
+                {},
+            ):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
+                print(
+                    "POST /reports ->", (await client.post("/reports", headers=headers)).status_code
+                )
         # A browser whose only identity is posthog-js's cookie: the hook names it.
-        posthog_cookie = {"Cookie": "ph_phc_demo_posthog=" + quote(json.dumps({"distinct_id": "browser-2"}))}
-        async with httpx.AsyncClient(transport=transport, base_url="https://app.example.com") as client:
-            print("POST /reports ->", (await client.post("/reports", headers=posthog_cookie)).status_code)
+        posthog_cookie = {
+            "Cookie": "ph_phc_demo_posthog=" + quote(json.dumps({"distinct_id": "browser-2"}))
+        }
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://app.example.com"
+        ) as client:
+            print(
+                "POST /reports ->",
+                (await client.post("/reports", headers=posthog_cookie)).status_code,
+            )
         for event in server.wait_for_events(4):
-            print(json.dumps({k: event[k] for k in ("event", "distinct_id")} | {"properties": {k: v for k, v in event["properties"].items() if k.startswith("$") and not k.startswith("$lib")}}))
+            print(
+                json.dumps(
+                    {k: event[k] for k in ("event", "distinct_id")}
+                    | {
+                        "properties": {
+                            k: v
+                            for k, v in event["properties"].items()
+                            if k.startswith("$") and not k.startswith("$lib")
+                        }
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Optional
 from urllib.parse import quote
 
 from flask import Flask, Response, after_this_request, request
@@ -29,7 +28,7 @@ app.config["ANALYTICS_POSTHOG_PAGE_CALLS"] = True
 Analytics(app)
 
 
-def anonymous_id() -> Optional[str]:
+def anonymous_id() -> str | None:
     """``None`` when the hook named the visitor (posthog-js, analytics.js, the
     logged-in user: it fills the id in), else the visitor's cookie id."""
     if visitor_named():
@@ -40,13 +39,15 @@ def anonymous_id() -> Optional[str]:
 
         @after_this_request
         def remember(response: Response) -> Response:
-            response.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 24 * 3600, httponly=True, samesite="Lax")
+            response.set_cookie(
+                VISITOR_COOKIE, visitor, max_age=365 * 24 * 3600, httponly=True, samesite="Lax"
+            )
             return response
 
     return visitor
 
 
-def _valid(cookie: Optional[str]) -> Optional[str]:
+def _valid(cookie: str | None) -> str | None:
     """Only ids this app made: a cookie is whatever the client sends."""
     try:
         return str(uuid.UUID(cookie)) if cookie else None
@@ -56,7 +57,9 @@ def _valid(cookie: Optional[str]) -> Optional[str]:
 
 @app.get("/pricing")
 def pricing() -> str:
-    analytics.track(anonymous_id=anonymous_id(), event="Pricing Viewed", properties={"plan": "team"})
+    analytics.track(
+        anonymous_id=anonymous_id(), event="Pricing Viewed", properties={"plan": "team"}
+    )
     return "<html><body>Pricing</body></html>"
 
 
@@ -64,16 +67,44 @@ def offline_demo() -> None:
     from analytics_posthog.testing import CaptureServer
 
     with CaptureServer() as server:
-        analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = "phc_demo", server.url, True
+        analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = (
+            "phc_demo",
+            server.url,
+            True,
+        )
         client = app.test_client()
-        posthog_js = {"User-Agent": "Mozilla/5.0 (demo)", "X-POSTHOG-DISTINCT-ID": "browser-1", "X-POSTHOG-SESSION-ID": "session-1"}
-        for headers in (posthog_js, {}, {}):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
+        posthog_js = {
+            "User-Agent": "Mozilla/5.0 (demo)",
+            "X-POSTHOG-DISTINCT-ID": "browser-1",
+            "X-POSTHOG-SESSION-ID": "session-1",
+        }
+        for headers in (
+            posthog_js,
+            {},
+            {},
+        ):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
             print("GET /pricing ->", client.get("/pricing?ref=mail", headers=headers).status_code)
         # A browser whose only identity is posthog-js's cookie: the hook names it.
-        posthog_cookie = {"Cookie": "ph_phc_demo_posthog=" + quote(json.dumps({"distinct_id": "browser-2"}))}
-        print("GET /pricing ->", app.test_client(use_cookies=False).get("/pricing", headers=posthog_cookie).status_code)
+        posthog_cookie = {
+            "Cookie": "ph_phc_demo_posthog=" + quote(json.dumps({"distinct_id": "browser-2"}))
+        }
+        print(
+            "GET /pricing ->",
+            app.test_client(use_cookies=False).get("/pricing", headers=posthog_cookie).status_code,
+        )
         for event in server.wait_for_events(6):
-            print(json.dumps({k: event[k] for k in ("event", "distinct_id")} | {"properties": {k: v for k, v in event["properties"].items() if k.startswith("$") and not k.startswith("$lib")}}))
+            print(
+                json.dumps(
+                    {k: event[k] for k in ("event", "distinct_id")}
+                    | {
+                        "properties": {
+                            k: v
+                            for k, v in event["properties"].items()
+                            if k.startswith("$") and not k.startswith("$lib")
+                        }
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any
 
 import posthog
 from segment.analytics.client import Client as SegmentClient
@@ -26,10 +27,10 @@ def post(
     url: str,
     body: Any,
     *,
-    headers: Optional[Dict[str, str]] = None,
-    raw: Optional[bytes] = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
     timeout: float = 5.0,
-) -> Tuple[int, Dict[str, str], Any]:
+) -> tuple[int, dict[str, str], Any]:
     """(status, headers, JSON answer) of a POST, error statuses included."""
     data = raw if raw is not None else json.dumps(body).encode("utf-8")
     req = urllib.request.Request(
@@ -46,7 +47,7 @@ def post(
             return err.code, dict(err.headers), json.loads(err.read() or b"null")
 
 
-def get(url: str) -> Tuple[int, Any]:
+def get(url: str) -> tuple[int, Any]:
     """(status, JSON answer) of a GET, error statuses included."""
     try:
         with urllib.request.urlopen(url, timeout=5) as res:
@@ -73,7 +74,7 @@ def segment_client(server: CaptureServer, **kwargs: Any) -> SegmentClient:
     return SegmentClient("wk", host=server.url, **kwargs)
 
 
-def raw_event(name: str = "raw event") -> Dict[str, Any]:
+def raw_event(name: str = "raw event") -> dict[str, Any]:
     """A PostHog event as posthog's client puts it in a batch."""
     return {
         "event": name,
@@ -83,7 +84,7 @@ def raw_event(name: str = "raw event") -> Dict[str, Any]:
     }
 
 
-def with_repo_on_path() -> Dict[str, str]:
+def with_repo_on_path() -> dict[str, str]:
     """The environment for a child Python that must import this checkout."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
@@ -102,7 +103,7 @@ def cli_server(*args: str) -> Iterator[str]:
         text=True,
     )
     try:
-        line: List[str] = []
+        line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()))
         reader.start()
         reader.join(timeout=20)

@@ -22,7 +22,12 @@ from analytics_posthog.integrations.celery import Analytics
 broker = os.environ.get("CELERY_TEST_BROKER", "")
 app = Celery("celery_tasks", broker="filesystem://")
 app.conf.update(
-    broker_transport_options={"data_folder_in": broker, "data_folder_out": broker, "control_folder": broker, "polling_interval": 0.05},
+    broker_transport_options={
+        "data_folder_in": broker,
+        "data_folder_out": broker,
+        "control_folder": broker,
+        "polling_interval": 0.05,
+    },
     broker_connection_retry_on_startup=True,
     task_ignore_result=True,
     worker_hijack_root_logger=False,
@@ -33,15 +38,21 @@ Analytics(app)
 if os.environ.get("CELERY_TEST_WORKER"):
     import posthog
 
-    held = posthog.Client("phc_test", host=os.environ["CELERY_TEST_POSTHOG"], flush_interval=60, flush_at=10_000)
-    analytics.default_client = analytics.Client("seg_key", host=os.environ["CELERY_TEST_SEGMENT"], posthog_client=held)
+    held = posthog.Client(
+        "phc_test", host=os.environ["CELERY_TEST_POSTHOG"], flush_interval=60, flush_at=10_000
+    )
+    analytics.default_client = analytics.Client(
+        "seg_key", host=os.environ["CELERY_TEST_SEGMENT"], posthog_client=held
+    )
     # posthog's own integration on the worker reads the headers ours wrote:
     # the posthog client's own captures in a task get the visitor too. (Not
     # given our posthog client: its shutdown would flush it, and the test
     # would no longer show that ours does.)
     from posthog.integrations.celery import PosthogCeleryIntegration
 
-    PosthogCeleryIntegration(capture_exceptions=False, capture_task_lifecycle_events=False).instrument()
+    PosthogCeleryIntegration(
+        capture_exceptions=False, capture_task_lifecycle_events=False
+    ).instrument()
 
 
 @app.task

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,14 @@ class Legs:
     def __init__(self, posthog: CaptureServer, segment: CaptureServer) -> None:
         self.posthog = posthog
         self.segment = segment
-        self.settings = {"API_KEY": "phc_test", "HOST": posthog.url, "WRITE_KEY": "seg_key", "SEGMENT_HOST": segment.url}
+        self.settings = {
+            "API_KEY": "phc_test",
+            "HOST": posthog.url,
+            "WRITE_KEY": "seg_key",
+            "SEGMENT_HOST": segment.url,
+        }
 
-    def wait(self, n: int) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, Dict[str, Any]]]:
+    def wait(self, n: int) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """Flush the default client; the n PostHog events and n Segment messages, each by event name."""
         analytics_posthog.flush()
         events = {e["event"]: e["properties"] for e in self.posthog.wait_for_events(n)}
@@ -28,7 +34,9 @@ class Legs:
         return events, messages
 
     @staticmethod
-    def assert_request(event: Dict[str, Any], message: Dict[str, Any], ip: str, url: str, **page: str) -> None:
+    def assert_request(
+        event: dict[str, Any], message: dict[str, Any], ip: str, url: str, **page: str
+    ) -> None:
         """The request's context reached PostHog (as properties) and Segment (as context)."""
         context = message["context"]
         assert (event["$ip"], context["ip"]) == (ip, ip)

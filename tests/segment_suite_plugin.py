@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 from requests.adapters import HTTPAdapter
@@ -41,9 +41,9 @@ SEGMENT_API = "https://api.segment.io"
 #: holds its answer to their request a little.
 SLOW_SERVER_TESTS = ("test_request.py::TestRequests::test_should_timeout",)
 
-_outcomes: Dict[str, str] = {}
-_server: Dict[str, CaptureServer] = {}
-_exit_status: Dict[str, int] = {}
+_outcomes: dict[str, str] = {}
+_server: dict[str, CaptureServer] = {}
+_exit_status: dict[str, int] = {}
 
 
 def test_id(nodeid: str) -> str:
@@ -78,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
         analytics_posthog.install_as_segment()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     shard, _, shards = os.environ.get("SEGMENT_SUITE_SHARD", "0/1").partition("/")
     kept = items[int(shard) :: int(shards)]
     dropped = [item for item in items if item not in kept]
@@ -117,7 +117,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = os.environ.get("SEGMENT_SUITE_OUTCOMES")
     if path:
         with open(path, "w") as out:
-            json.dump({"outcomes": _outcomes, "posthog_events": _server["capture"].event_count}, out, indent=1, sort_keys=True)
+            json.dump(
+                {"outcomes": _outcomes, "posthog_events": _server["capture"].event_count},
+                out,
+                indent=1,
+                sort_keys=True,
+            )
 
 
 @pytest.hookimpl(trylast=True)

@@ -7,7 +7,8 @@ a meaning to."""
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Dict, List
+from collections.abc import Callable
+from typing import Any
 
 from analytics_posthog.mapping import CONTEXT_PROPERTIES, PROPERTY_ALIASES
 
@@ -15,14 +16,41 @@ from analytics_posthog.mapping import CONTEXT_PROPERTIES, PROPERTY_ALIASES
 MAPPED_NAMES = sorted(
     {path[0] for path, _ in CONTEXT_PROPERTIES}
     | {name for name, _ in PROPERTY_ALIASES}
-    | {"campaign", "groupId", "traits", "library", "$set", "$set_once", "$unset", "$groups", "$ip", "$current_url",
-       "distinct_id", "timestamp", "uuid"}
+    | {
+        "campaign",
+        "groupId",
+        "traits",
+        "library",
+        "$set",
+        "$set_once",
+        "$unset",
+        "$groups",
+        "$ip",
+        "$current_url",
+        "distinct_id",
+        "timestamp",
+        "uuid",
+    }
 )
-LEAVES: List[Any] = [
-    "x", "", 0, -1, 1.5, float("nan"), float("inf"), True, False, None,
-    "http://example.com/a?b=c", "\ud800", 10**30, b"bytes", ("t", 1), frozenset({2}),
+LEAVES: list[Any] = [
+    "x",
+    "",
+    0,
+    -1,
+    1.5,
+    float("nan"),
+    float("inf"),
+    True,
+    False,
+    None,
+    "http://example.com/a?b=c",
+    "\ud800",
+    10**30,
+    b"bytes",
+    ("t", 1),
+    frozenset({2}),
 ]
-KEYS: List[Any] = [*MAPPED_NAMES, 1, 2.5, True, None, ""]
+KEYS: list[Any] = [*MAPPED_NAMES, 1, 2.5, True, None, ""]
 
 
 def value(rng: random.Random, depth: int = 0) -> Any:
@@ -34,22 +62,36 @@ def value(rng: random.Random, depth: int = 0) -> Any:
     return rng.choice(LEAVES)
 
 
-def mapping(rng: random.Random, most: int) -> Dict[Any, Any]:
+def mapping(rng: random.Random, most: int) -> dict[Any, Any]:
     return {rng.choice(KEYS): value(rng) for _ in range(rng.randrange(most))}
 
 
-def calls(rng: random.Random, n: int) -> List[Callable[[Any], Any]]:
+def calls(rng: random.Random, n: int) -> list[Callable[[Any], Any]]:
     """``n`` calls, each to be applied to a client (or to ``message``)."""
-    made: List[Callable[[Any], Any]] = []
+    made: list[Callable[[Any], Any]] = []
     for i in range(n):
         context, fields, user = mapping(rng, 6), mapping(rng, 4), "u%d" % i
         mid = rng.choice([None, None, "m-%d" % i, "\ud800m-%d" % i, i])
-        made.append(rng.choice([
-            lambda c, u=user, f=fields, x=context, m=mid: c.track(u, "e", properties=f, context=x, message_id=m),
-            lambda c, u=user, f=fields, x=context, m=mid: c.identify(u, traits=f, context=x, anonymous_id="a1", message_id=m),
-            lambda c, u=user, f=fields, x=context, m=mid: c.page(u, name="n", properties=f, context=x, message_id=m),
-            lambda c, u=user, f=fields, x=context, m=mid: c.screen(u, properties=f, context=x, message_id=m),
-            lambda c, u=user, f=fields, x=context, m=mid: c.group(u, "g1", traits=f, context=x, message_id=m),
-            lambda c, u=user, x=context, m=mid: c.alias("p1", u, context=x, message_id=m),
-        ]))
+        made.append(
+            rng.choice(
+                [
+                    lambda c, u=user, f=fields, x=context, m=mid: c.track(
+                        u, "e", properties=f, context=x, message_id=m
+                    ),
+                    lambda c, u=user, f=fields, x=context, m=mid: c.identify(
+                        u, traits=f, context=x, anonymous_id="a1", message_id=m
+                    ),
+                    lambda c, u=user, f=fields, x=context, m=mid: c.page(
+                        u, name="n", properties=f, context=x, message_id=m
+                    ),
+                    lambda c, u=user, f=fields, x=context, m=mid: c.screen(
+                        u, properties=f, context=x, message_id=m
+                    ),
+                    lambda c, u=user, f=fields, x=context, m=mid: c.group(
+                        u, "g1", traits=f, context=x, message_id=m
+                    ),
+                    lambda c, u=user, x=context, m=mid: c.alias("p1", u, context=x, message_id=m),
+                ]
+            )
+        )
     return made

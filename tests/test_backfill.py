@@ -15,11 +15,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from test_replay import ENV, ROOT, msg, run, write
+
 from analytics_posthog import replay
 from analytics_posthog.mapping import event_uuid
 from analytics_posthog.replay.lines import MAX_EVENT_BYTES
-
-from test_replay import ENV, ROOT, msg, run, write
 
 
 def cli(*args, server=None, timeout=60):
@@ -27,7 +27,11 @@ def cli(*args, server=None, timeout=60):
     extra = ["--posthog-host", server.url] if server is not None and args[0] == "replay" else []
     return subprocess.run(
         [sys.executable, "-m", "analytics_posthog", *args, *extra],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
     )
 
 
@@ -38,14 +42,18 @@ def rejects_of(path):
 def exported(directory):
     """(file name, events) per day file, in name order."""
     names = sorted(n for n in os.listdir(directory) if n.endswith(".jsonl.gz"))
-    return [(n, [json.loads(line) for line in gzip.open(os.path.join(directory, n))]) for n in names]
+    return [
+        (n, [json.loads(line) for line in gzip.open(os.path.join(directory, n))]) for n in names
+    ]
 
 
 def damaged_archive(root: Path) -> Path:
     archive = root / "segment-logs" / "src"
     write(archive / "1715904000000" / "a.gz", [msg(i) for i in range(3)], compress=True)
     # a truncated gzip: its first lines are readable, the end is not
-    whole = gzip.compress("".join(json.dumps(msg(100 + i, userId="u" * 300)) + "\n" for i in range(300)).encode())
+    whole = gzip.compress(
+        "".join(json.dumps(msg(100 + i, userId="u" * 300)) + "\n" for i in range(300)).encode()
+    )
     (archive / "1715904000000" / "b.gz").write_bytes(whole[: len(whole) * 2 // 3])
     write(
         archive / "1715990400000" / "c.json",
@@ -79,10 +87,17 @@ def test_a_damaged_archive_is_contained_and_every_loss_named(capture_server, tmp
     assert "900 KiB" in by_line[("c.json", 5)]
     assert "newer than 48 hours" in by_line[("c.json", 6)]
     files = {os.path.basename(r["file"]): r["reason"] for r in rejects if r["line"] is None}
-    assert "damaged gzip" in files["b.gz"] and "dangling" in files["dangling.gz"] and "loop" in files["loop1"]
+    assert (
+        "damaged gzip" in files["b.gz"]
+        and "dangling" in files["dangling.gz"]
+        and "loop" in files["loop1"]
+    )
     assert files["fifo"] == "not a regular file"
     for name in ("b.gz", "dangling.gz", "loop1", "loop2", "fifo"):
-        assert name + ": skipped" in result.stderr or os.path.join(str(archive), name) + ": skipped" in result.stderr
+        assert (
+            name + ": skipped" in result.stderr
+            or os.path.join(str(archive), name) + ": skipped" in result.stderr
+        )
     # the readable head of the truncated file was sent, with everything good
     events = capture_server.events
     head = [e for e in events if e["distinct_id"].startswith("uuu")]
@@ -102,7 +117,10 @@ def test_events_posthog_would_drop_are_rejected_at_the_exact_limit(capture_serve
     room = MAX_EVENT_BYTES - base  # each "é" costs 6 bytes (\u00e9), an "x" 1
     path = write(
         tmp_path / "sizes.jsonl",
-        [msg(1, properties={"blob": "é" + "x" * room}), msg(2, properties={"blob": "é" + "x" * (room + 1)})],
+        [
+            msg(1, properties={"blob": "é" + "x" * room}),
+            msg(2, properties={"blob": "é" + "x" * (room + 1)}),
+        ],
     )
     code, _, err = run(capture_server, [path])
     assert code == replay.EXIT_REJECTS
@@ -116,7 +134,10 @@ def test_a_rerun_tells_what_the_checkpoint_holds_and_keeps_the_exit_code(capture
     assert run(capture_server, [path])[0] == replay.EXIT_REJECTS
     code, _, err = run(capture_server, [path])
     assert code == replay.EXIT_REJECTS
-    assert "nothing to do" in err and "3 lines read, 2 events sent, 1 lines and 0 files rejected" in err
+    assert (
+        "nothing to do" in err
+        and "3 lines read, 2 events sent, 1 lines and 0 files rejected" in err
+    )
     assert path + ".rejects.jsonl" in err and "--restart" in err
     assert capture_server.event_count == 2
     code, _, err = run(capture_server, [path], restart=True)
@@ -163,7 +184,9 @@ def test_sent_oldest_day_first_across_files_whatever_their_names(capture_server,
 
 
 def test_batches_stay_within_posthogs_request_limits(capture_server, tmp_path):
-    path = write(tmp_path / "export.jsonl", [msg(i, properties={"pad": "p" * 2000}) for i in range(1100)])
+    path = write(
+        tmp_path / "export.jsonl", [msg(i, properties={"pad": "p" * 2000}) for i in range(1100)]
+    )
     code, _, _ = run(capture_server, [path], rate=100000.0)
     assert code == 0 and capture_server.event_count == 1100
     assert max(r.count for r in capture_server.requests) <= 500
@@ -180,7 +203,11 @@ def test_progress_is_redrawn_on_a_terminal_and_a_summary_ends_the_run(tmp_path):
     text = err.getvalue()
     assert "\r\x1b[Kexport: read 1024 lines" in text and "\r\x1b[Kexport: read 3000 lines" in text
     assert "lines/s, 100%, ETA 0s\n" in text
-    assert text.rstrip().splitlines()[-3].startswith("export done: 3000 lines read, wrote 3000 events (track 3000)")
+    assert (
+        text.rstrip()
+        .splitlines()[-3]
+        .startswith("export done: 3000 lines read, wrote 3000 events (track 3000)")
+    )
 
 
 def test_429_with_retry_after_is_waited_out(capture_server, tmp_path):
@@ -195,30 +222,71 @@ def test_429_with_retry_after_is_waited_out(capture_server, tmp_path):
 
 def test_export_writes_exactly_what_replay_sends(capture_server, tmp_path):
     archive = tmp_path / "logs"
-    write(archive / "x.json", [msg(1, day=9), msg(2, "identify", day=2, anonymousId="a"), msg(3, "page", day=9, name="P")])
-    write(archive / "y.json", [msg(4, "group", day=2), msg(5, "alias", day=5), msg(6, "screen", day=2, name="S"),
-                               msg(7, context={"ip": "203.0.113.9", "os": {"name": "Android"}})], compress=True)
+    write(
+        archive / "x.json",
+        [
+            msg(1, day=9),
+            msg(2, "identify", day=2, anonymousId="a"),
+            msg(3, "page", day=9, name="P"),
+        ],
+    )
+    write(
+        archive / "y.json",
+        [
+            msg(4, "group", day=2),
+            msg(5, "alias", day=5),
+            msg(6, "screen", day=2, name="S"),
+            msg(7, context={"ip": "203.0.113.9", "os": {"name": "Android"}}),
+        ],
+        compress=True,
+    )
     out = tmp_path / "out"
     result = cli("export", str(archive), "--out", str(out))
     assert result.returncode == 0, result.stderr
     files = exported(out)
-    assert [name for name, _ in files] == ["2024-05-02.jsonl.gz", "2024-05-05.jsonl.gz", "2024-05-09.jsonl.gz",
-                                           "2024-05-17.jsonl.gz"]
+    assert [name for name, _ in files] == [
+        "2024-05-02.jsonl.gz",
+        "2024-05-05.jsonl.gz",
+        "2024-05-09.jsonl.gz",
+        "2024-05-17.jsonl.gz",
+    ]
     written = [event for _, events in files for event in events]
     code, _, _ = run(capture_server, [str(archive)])
     assert code == 0
     assert capture_server.wait_for_events(7) == written
-    assert written[0]["uuid"] == event_uuid("m-2") and "$python_version" not in written[0]["properties"]
+    assert (
+        written[0]["uuid"] == event_uuid("m-2")
+        and "$python_version" not in written[0]["properties"]
+    )
     assert [e["properties"].get("$os") for e in written[-1:]] == ["Android"]
 
 
 def test_export_with_jobs_writes_the_same_files(tmp_path):
     archive = tmp_path / "logs"
     for n in range(6):
-        write(archive / ("%d.json" % n), [msg(10 * n + i, day=1 + (n + i) % 4) for i in range(5)] + ["{x"], compress=True)
+        write(
+            archive / ("%d.json" % n),
+            [msg(10 * n + i, day=1 + (n + i) % 4) for i in range(5)] + ["{x"],
+            compress=True,
+        )
     one, two = tmp_path / "one", tmp_path / "two"
-    assert cli("export", str(archive), "--out", str(one), "--rejects", str(tmp_path / "r1")).returncode == 1
-    assert cli("export", str(archive), "--out", str(two), "--rejects", str(tmp_path / "r2"), "--jobs", "2").returncode == 1
+    assert (
+        cli("export", str(archive), "--out", str(one), "--rejects", str(tmp_path / "r1")).returncode
+        == 1
+    )
+    assert (
+        cli(
+            "export",
+            str(archive),
+            "--out",
+            str(two),
+            "--rejects",
+            str(tmp_path / "r2"),
+            "--jobs",
+            "2",
+        ).returncode
+        == 1
+    )
     assert exported(one) == exported(two) and len(exported(one)) == 4
     assert open(tmp_path / "r1").read() == open(tmp_path / "r2").read()
     assert len(rejects_of(tmp_path / "r1")) == 6
@@ -228,8 +296,21 @@ def test_sigterm_stops_with_130_and_the_next_run_goes_on(capture_server, tmp_pat
     path = write(tmp_path / "export.jsonl", [msg(i) for i in range(60)])
     env = {**ENV, "POSTHOG_API_KEY": "phc_cli"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "analytics_posthog", "replay", path, "--rate", "20", "--posthog-host", capture_server.url],
-        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "analytics_posthog",
+            "replay",
+            path,
+            "--rate",
+            "20",
+            "--posthog-host",
+            capture_server.url,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
     )
     capture_server.wait_for_events(1, timeout=10)
     time.sleep(0.5)

@@ -9,13 +9,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, List
+from typing import Any
 
 import pytest
 from capture_http import get_json, post, posthog_client, raw_event, segment_client
 
 from analytics_posthog.testing import CaptureServer
-
 
 # -- posthog leg -----------------------------------------------------------------
 
@@ -61,7 +60,7 @@ def test_posthog_gzip(capture_server: CaptureServer) -> None:
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "deflate"])
 def test_posthog_capture_v1(capture_server: CaptureServer, compression: str) -> None:
-    errors: List[Any] = []
+    errors: list[Any] = []
     client = posthog_client(
         capture_server,
         capture_mode="v1",
@@ -106,14 +105,22 @@ def test_posthog_single_event_courtesy_paths(capture_server: CaptureServer) -> N
 
 
 def test_ai_lane_counts_and_otlp_exports_are_only_logged(capture_server: CaptureServer) -> None:
-    status, _, body = post(capture_server.url + "/i/v0/ai/batch/", {"api_key": "phc_ai", "batch": [raw_event("$ai_generation")]})
+    status, _, body = post(
+        capture_server.url + "/i/v0/ai/batch/",
+        {"api_key": "phc_ai", "batch": [raw_event("$ai_generation")]},
+    )
     assert (status, body) == (200, {"status": 1})
     status, _, body = post(
-        capture_server.url + "/i/v1/traces", None, raw=b"\x0a\x02protobuf", headers={"Content-Type": "application/x-protobuf"}
+        capture_server.url + "/i/v1/traces",
+        None,
+        raw=b"\x0a\x02protobuf",
+        headers={"Content-Type": "application/x-protobuf"},
     )
     assert (status, body) == (200, {})
     assert [e["event"] for e in capture_server.events] == ["$ai_generation"]
-    assert [(r.path, r.status, r.count, r.delivered, r.body) for r in capture_server.requests][1] == ("/i/v1/traces", 200, 0, True, None)
+    assert [(r.path, r.status, r.count, r.delivered, r.body) for r in capture_server.requests][
+        1
+    ] == ("/i/v1/traces", 200, 0, True, None)
     assert capture_server.stats() == {"events": 1, "segment": 0, "requests": 2, "failed": 0}
 
 
@@ -169,7 +176,10 @@ def test_segment_gzip(capture_server: CaptureServer) -> None:
 def test_wait_for_events_blocks_until_arrival(capture_server: CaptureServer) -> None:
     def later() -> None:
         time.sleep(0.15)
-        post(capture_server.url + "/batch/", {"api_key": "k", "batch": [raw_event("a"), raw_event("b")]})
+        post(
+            capture_server.url + "/batch/",
+            {"api_key": "k", "batch": [raw_event("a"), raw_event("b")]},
+        )
 
     thread = threading.Thread(target=later)
     thread.start()
@@ -206,7 +216,8 @@ def test_clear_forgets_everything(capture_server: CaptureServer) -> None:
 def test_keep_false_counts_but_stores_nothing() -> None:
     with CaptureServer(keep=False) as server:
         status, _, _ = post(
-            server.url + "/batch/", {"api_key": "k", "batch": [raw_event(), raw_event(), raw_event()]}
+            server.url + "/batch/",
+            {"api_key": "k", "batch": [raw_event(), raw_event(), raw_event()]},
         )
         assert status == 200
         segment_client(server).track("user-1", "counted")

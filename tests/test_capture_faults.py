@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, List
+from typing import Any
 
 import posthog
 import pytest
@@ -24,7 +24,7 @@ from analytics_posthog.testing import CaptureServer
 
 def test_fail_once_then_posthog_retry_delivers(capture_server: CaptureServer) -> None:
     capture_server.fail(503, leg="posthog", times=1)
-    errors: List[Any] = []
+    errors: list[Any] = []
     client = posthog.Client(
         "phc_test",
         host=capture_server.url,
@@ -133,7 +133,7 @@ def test_hang_delays_the_leg_and_restore_releases(capture_server: CaptureServer)
 
     # A long hang is released early by restore().
     capture_server.hang(30, leg="posthog")
-    result: Dict[str, Any] = {}
+    result: dict[str, Any] = {}
 
     def slow_post() -> None:
         result["status"] = post(
@@ -174,7 +174,9 @@ def test_drop_closes_without_answer(capture_server: CaptureServer) -> None:
 
     # Segment leg was never affected; the rule is used up for posthog.
     segment_client(capture_server).track("user-1", "ok")
-    assert post(capture_server.url + "/batch/", {"api_key": "k", "batch": [raw_event("ok")]})[0] == 200
+    assert (
+        post(capture_server.url + "/batch/", {"api_key": "k", "batch": [raw_event("ok")]})[0] == 200
+    )
     assert [e["event"] for e in capture_server.events] == ["ok"]
     assert [(r.leg, r.status) for r in capture_server.requests] == [
         ("posthog", 0),

@@ -51,9 +51,24 @@ def worker(broker, legs, tmp_path):
     }
     log = open(tmp_path / "worker.log", "w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_tasks", "worker", "--pool=prefork", "--concurrency=2",
-         "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=TESTS, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celery_tasks",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=2",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=TESTS,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     yield SimpleNamespace(process=process, folder=folder, log=log)
     if process.poll() is None:
@@ -64,7 +79,15 @@ def worker(broker, legs, tmp_path):
 
 def producer(legs, tasks):
     app = Flask(__name__)
-    app.config.update({"ANALYTICS_POSTHOG_" + k: v for k, v in {**legs.settings, "CAPTURE_USER_ID": lambda: request.headers.get("X-Test-User")}.items()})
+    app.config.update(
+        {
+            "ANALYTICS_POSTHOG_" + k: v
+            for k, v in {
+                **legs.settings,
+                "CAPTURE_USER_ID": lambda: request.headers.get("X-Test-User"),
+            }.items()
+        }
+    )
     Analytics(app)
 
     @app.get("/enqueue/<int:n>")
@@ -119,7 +142,10 @@ def _dump_stacks(worker):
 
 def _children(pid):
     try:
-        return [int(child) for child in Path("/proc/%d/task/%d/children" % (pid, pid)).read_text().split()]
+        return [
+            int(child)
+            for child in Path("/proc/%d/task/%d/children" % (pid, pid)).read_text().split()
+        ]
     except OSError:
         return []
 
@@ -133,11 +159,18 @@ def by_n(items, key):
     return {(item.get("event"), key(item)): item for item in items}
 
 
-def test_tasks_run_as_the_requests_visitor_and_children_deliver_at_warm_shutdown(broker, worker, legs):
+def test_tasks_run_as_the_requests_visitor_and_children_deliver_at_warm_shutdown(
+    broker, worker, legs
+):
     folder, tasks = broker
     client = producer(legs, tasks)
     assert client.get("/enqueue/1", headers=BROWSER).data == b"queued"
-    assert client.get("/enqueue/2", headers={"X-POSTHOG-SESSION-ID": "session-7", "X-Test-User": "42"}).data == b"queued"
+    assert (
+        client.get(
+            "/enqueue/2", headers={"X-POSTHOG-SESSION-ID": "session-7", "X-Test-User": "42"}
+        ).data
+        == b"queued"
+    )
     with posthog.new_context(capture_exceptions=False):
         posthog.identify_context("posthog-context-user")
         posthog.set_context_session("posthog-session")
@@ -146,8 +179,16 @@ def test_tasks_run_as_the_requests_visitor_and_children_deliver_at_warm_shutdown
     assert legs.posthog.event_count == 0  # held in the children until they exit
     stop(worker, signal.SIGTERM)
 
-    events = by_n(legs.posthog.wait_for_events(12), lambda e: e["properties"].get("n", e["properties"].get("$set", {}).get("last_task")))
-    messages = by_n(legs.segment.wait_for_segment(9), lambda m: m.get("properties", m.get("traits"))["n" if m["type"] == "track" else "last_task"])
+    events = by_n(
+        legs.posthog.wait_for_events(12),
+        lambda e: e["properties"].get("n", e["properties"].get("$set", {}).get("last_task")),
+    )
+    messages = by_n(
+        legs.segment.wait_for_segment(9),
+        lambda m: m.get("properties", m.get("traits"))[
+            "n" if m["type"] == "track" else "last_task"
+        ],
+    )
     assert len(events) == 12 and len(messages) == 9
     for n, distinct_id, session, segment_ids in (
         (1, "browser-anon-7", "session-7", (None, "browser-anon-7")),
@@ -156,15 +197,23 @@ def test_tasks_run_as_the_requests_visitor_and_children_deliver_at_warm_shutdown
     ):
         ran, identified = events[("Task Ran", n)], events[("$set" if n != 2 else "$identify", n)]
         assert ran["distinct_id"] == identified["distinct_id"] == distinct_id
-        assert ran["properties"]["$session_id"] == identified["properties"]["$session_id"] == session
+        assert (
+            ran["properties"]["$session_id"] == identified["properties"]["$session_id"] == session
+        )
         for kind in ("Task Ran", None):
             message = messages[(kind, n)]
             assert (message["userId"], message["anonymousId"]) == segment_ids
             assert message["context"]["sessionId"] == session
-        assert events[("Explicit", n)]["distinct_id"] == messages[("Explicit", n)]["userId"] == "explicit-user"
+        assert (
+            events[("Explicit", n)]["distinct_id"]
+            == messages[("Explicit", n)]["userId"]
+            == "explicit-user"
+        )
         own = events[("Posthog Own", n)]  # posthog's own integration read our headers in the worker
         assert own["distinct_id"] == distinct_id and own["properties"]["$session_id"] == session
-        assert ran["properties"]["celery_task_name"] == "celery_tasks.work"  # and tagged the task's context
+        assert (
+            ran["properties"]["celery_task_name"] == "celery_tasks.work"
+        )  # and tagged the task's context
 
 
 def test_cold_shutdown_delivers_what_the_children_queued(broker, worker, legs):
@@ -180,7 +229,11 @@ def test_cold_shutdown_delivers_what_the_children_queued(broker, worker, legs):
     messages = legs.segment.wait_for_segment(4)
     assert events == {"Task Ran", "$set", "Explicit", "Posthog Own", "Hung"}
     assert {m.get("event") for m in messages} == {"Task Ran", None, "Explicit", "Hung"}
-    assert all(m["context"].get("sessionId") == "session-7" for m in messages if m.get("event") != "Explicit" and m.get("event") != "Hung")
+    assert all(
+        m["context"].get("sessionId") == "session-7"
+        for m in messages
+        if m.get("event") != "Explicit" and m.get("event") != "Hung"
+    )
 
 
 def test_headers_written_by_posthogs_own_producer_are_read_as_the_visitor():
@@ -193,7 +246,13 @@ def test_headers_written_by_posthogs_own_producer_are_read_as_the_visitor():
     with posthog.new_context(capture_exceptions=False):
         posthog.identify_context("ph-user")
         posthog.set_context_session("ph-session")
-        PosthogCeleryIntegration(capture_task_lifecycle_events=False)._on_before_task_publish(headers=headers)
+        PosthogCeleryIntegration(capture_task_lifecycle_events=False)._on_before_task_publish(
+            headers=headers
+        )
     visitor = received(SimpleNamespace(headers=headers["headers"]))
-    assert (visitor.user_id, visitor.anonymous_id, dict(visitor.context)) == (None, "ph-user", {"sessionId": "ph-session"})
+    assert (visitor.user_id, visitor.anonymous_id, dict(visitor.context)) == (
+        None,
+        "ph-user",
+        {"sessionId": "ph-session"},
+    )
     assert received(SimpleNamespace(headers={"X-POSTHOG-DISTINCT-ID": "\x00" * 5})) is None

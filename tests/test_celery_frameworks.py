@@ -56,9 +56,18 @@ def test_tasks_from_django_and_asgi_requests_run_as_their_visitor(legs):
     with start_worker(celery, perform_ping_check=False, loglevel="WARNING"):
         with override_settings(ROOT_URLCONF=__name__, ANALYTICS_POSTHOG=legs.settings):
             assert DjangoClient().get("/enqueue/Django", headers=BROWSER).status_code == 200
-        assert asgi_tests.request(asgi_app(), "/enqueue/Asgi", {**BROWSER, "X-POSTHOG-DISTINCT-ID": "user-asgi"}).status_code == 200
+        assert (
+            asgi_tests.request(
+                asgi_app(), "/enqueue/Asgi", {**BROWSER, "X-POSTHOG-DISTINCT-ID": "user-asgi"}
+            ).status_code
+            == 200
+        )
         events = {e["event"]: e for e in legs.posthog.wait_for_events(2)}
         messages = {m["event"]: m for m in legs.segment.wait_for_segment(2)}
     for name, distinct_id in (("Django Task", "anon-celery"), ("Asgi Task", "user-asgi")):
         assert events[name]["distinct_id"] == messages[name]["anonymousId"] == distinct_id
-        assert events[name]["properties"]["$session_id"] == messages[name]["context"]["sessionId"] == "session-celery"
+        assert (
+            events[name]["properties"]["$session_id"]
+            == messages[name]["context"]["sessionId"]
+            == "session-celery"
+        )

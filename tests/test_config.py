@@ -25,7 +25,11 @@ def leg_names(client):
 
 def test_posthog_key_from_argument_and_default_host():
     keys = resolve_keys(None, "phc_arg", None, {})
-    assert (keys.posthog_api_key, keys.posthog_host, keys.segment_write_key) == ("phc_arg", DEFAULT_POSTHOG_HOST, None)
+    assert (keys.posthog_api_key, keys.posthog_host, keys.segment_write_key) == (
+        "phc_arg",
+        DEFAULT_POSTHOG_HOST,
+        None,
+    )
 
 
 @pytest.mark.parametrize("variable", ["POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY"])
@@ -39,15 +43,31 @@ def test_posthog_api_key_variable_wins_over_project_variable():
 
 
 def test_arguments_win_over_environment():
-    environ = {"POSTHOG_API_KEY": "phc_env", "POSTHOG_HOST": "https://env.example", "SEGMENT_WRITE_KEY": "wk_env"}
+    environ = {
+        "POSTHOG_API_KEY": "phc_env",
+        "POSTHOG_HOST": "https://env.example",
+        "SEGMENT_WRITE_KEY": "wk_env",
+    }
     keys = resolve_keys("wk_arg", "phc_arg", "https://arg.example", environ)
-    assert (keys.posthog_api_key, keys.posthog_host, keys.segment_write_key) == ("phc_arg", "https://arg.example", "wk_arg")
+    assert (keys.posthog_api_key, keys.posthog_host, keys.segment_write_key) == (
+        "phc_arg",
+        "https://arg.example",
+        "wk_arg",
+    )
 
 
 def test_environment_fills_what_arguments_leave_out():
-    environ = {"POSTHOG_API_KEY": "phc_env", "POSTHOG_HOST": "https://eu.i.posthog.com", "SEGMENT_WRITE_KEY": "wk_env"}
+    environ = {
+        "POSTHOG_API_KEY": "phc_env",
+        "POSTHOG_HOST": "https://eu.i.posthog.com",
+        "SEGMENT_WRITE_KEY": "wk_env",
+    }
     keys = resolve_keys(None, None, None, environ)
-    assert (keys.posthog_api_key, keys.posthog_host, keys.segment_write_key) == ("phc_env", "https://eu.i.posthog.com", "wk_env")
+    assert (keys.posthog_api_key, keys.posthog_host, keys.segment_write_key) == (
+        "phc_env",
+        "https://eu.i.posthog.com",
+        "wk_env",
+    )
 
 
 def test_phc_write_key_is_a_posthog_key():
@@ -106,7 +126,9 @@ def test_only_segment_warns_once(caplog):
     caplog.set_level(logging.WARNING, logger="analytics_posthog")
     client = Client("wk", send=True, sync_mode=True, host="http://127.0.0.1:9")
     assert leg_names(client) == ["segment"]
-    warnings = [r for r in caplog.records if "PostHog" in r.getMessage() and r.levelno == logging.WARNING]
+    warnings = [
+        r for r in caplog.records if "PostHog" in r.getMessage() and r.levelno == logging.WARNING
+    ]
     assert len(warnings) == 1
     assert "posthog_api_key" in warnings[0].getMessage()
 
@@ -126,7 +148,9 @@ def test_shared_posthog_client(capture_server):
         msg["properties"]["app_hook_saw"] = msg["properties"].get("$os")
         return msg
 
-    shared = posthog.Client("phc_shared", host=capture_server.url, sync_mode=True, before_send=app_hook)
+    shared = posthog.Client(
+        "phc_shared", host=capture_server.url, sync_mode=True, before_send=app_hook
+    )
     client = Client(posthog_client=shared)
     assert client.delivery.legs[0].client is shared
     assert shared.before_send is app_hook

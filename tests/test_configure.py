@@ -34,7 +34,9 @@ def module_settings():
 
 def test_client_parameters_are_the_settings_in_order_with_their_defaults():
     parameters = list(inspect.signature(Client.__init__).parameters.values())[1:]
-    assert [(p.name, p.default) for p in parameters] == [(f.name, f.default) for f in fields(Settings)]
+    assert [(p.name, p.default) for p in parameters] == [
+        (f.name, f.default) for f in fields(Settings)
+    ]
 
 
 def test_module_settings_start_as_the_settings_defaults():
@@ -43,7 +45,9 @@ def test_module_settings_start_as_the_settings_defaults():
         "from analytics_posthog.settings import DEFAULTS\n"
         "print(sorted(n for n, v in DEFAULTS.items() if getattr(a, n) != v))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
     assert out.strip() == "[]"
     assert set(DEFAULTS) == set(NAMES) and len(NAMES) == 27
 
@@ -74,8 +78,17 @@ def test_the_default_client_is_built_from_every_module_setting(legs):
     client = analytics.default_client
     assert ok is True and client.settings == Settings(**module_settings())
     posthog_client, segment_client = (leg.client for leg in client.delivery.legs)
-    assert (posthog_client.api_key, posthog_client.host, posthog_client.queue.maxsize, posthog_client.timeout) == ("phc_configured", legs.posthog.url, 123, 4)
-    assert (segment_client.write_key, segment_client.host, segment_client.proxies) == ("seg_configured", legs.segment.url, {"https": "http://127.0.0.1:9"})
+    assert (
+        posthog_client.api_key,
+        posthog_client.host,
+        posthog_client.queue.maxsize,
+        posthog_client.timeout,
+    ) == ("phc_configured", legs.posthog.url, 123, 4)
+    assert (segment_client.write_key, segment_client.host, segment_client.proxies) == (
+        "seg_configured",
+        legs.segment.url,
+        {"https": "http://127.0.0.1:9"},
+    )
     assert client.exit_timeout == client.delivery.exit_timeout == 2.5
     assert legs.posthog.wait_for_events(1)[0]["event"] == "Configured"
     assert {r.key for r in legs.posthog.requests} == {"phc_configured"}
@@ -86,7 +99,10 @@ def test_configure_after_the_default_client_exists_warns_and_applies_to_the_next
     analytics.track("u1", "First")
     caplog.set_level(logging.WARNING, logger="analytics_posthog")
     analytics.configure(posthog_api_key="phc_second")
-    assert any("posthog_api_key changed after the default client was created" in r.getMessage() for r in caplog.records)
+    assert any(
+        "posthog_api_key changed after the default client was created" in r.getMessage()
+        for r in caplog.records
+    )
     assert analytics.default_client.posthog_api_key == "phc_first"
     analytics.default_client.shutdown()
     analytics.default_client = None
@@ -96,18 +112,38 @@ def test_configure_after_the_default_client_exists_warns_and_applies_to_the_next
 
 def test_reading_hook_settings_writes_no_module_setting(legs):
     before = module_settings()
-    hook_settings = {"API_KEY": "phc_parsed", "HOST": "http://127.0.0.1:9", "WRITE_KEY": "seg_parsed", "TRUSTED_PROXIES": 1}
+    hook_settings = {
+        "API_KEY": "phc_parsed",
+        "HOST": "http://127.0.0.1:9",
+        "WRITE_KEY": "seg_parsed",
+        "TRUSTED_PROXIES": 1,
+    }
     options = HookOptions.from_settings(hook_settings, "test")
     assert options.trusted_proxies == 1
-    assert integrations.module_settings(hook_settings) == {"posthog_api_key": "phc_parsed", "posthog_host": "http://127.0.0.1:9", "write_key": "seg_parsed"}
+    assert integrations.module_settings(hook_settings) == {
+        "posthog_api_key": "phc_parsed",
+        "posthog_host": "http://127.0.0.1:9",
+        "write_key": "seg_parsed",
+    }
     AsgiMiddleware(lambda scope, receive, send: None, trusted_proxies=1)
     assert module_settings() == before
 
 
 def test_flask_init_app_sets_through_configure_what_module_settings_and_client_see(legs):
     app = Flask(__name__)
-    app.config.update({"ANALYTICS_POSTHOG_API_KEY": "phc_flask", "ANALYTICS_POSTHOG_HOST": legs.posthog.url, "ANALYTICS_POSTHOG_GROUP_TYPE": "company"})
-    expected = {**module_settings(), "posthog_api_key": "phc_flask", "posthog_host": legs.posthog.url, "group_type": "company"}
+    app.config.update(
+        {
+            "ANALYTICS_POSTHOG_API_KEY": "phc_flask",
+            "ANALYTICS_POSTHOG_HOST": legs.posthog.url,
+            "ANALYTICS_POSTHOG_GROUP_TYPE": "company",
+        }
+    )
+    expected = {
+        **module_settings(),
+        "posthog_api_key": "phc_flask",
+        "posthog_host": legs.posthog.url,
+        "group_type": "company",
+    }
     Analytics(app)
     assert module_settings() == expected
     analytics.track("u1", "From Flask")
@@ -118,7 +154,9 @@ def test_flask_init_app_sets_through_configure_what_module_settings_and_client_s
 def test_flask_unknown_setting_writes_nothing(legs):
     before = module_settings()
     app = Flask(__name__)
-    app.config.update({"ANALYTICS_POSTHOG_API_KEY": "phc_flask", "ANALYTICS_POSTHOG_TRUSTED_PROXY": 1})
+    app.config.update(
+        {"ANALYTICS_POSTHOG_API_KEY": "phc_flask", "ANALYTICS_POSTHOG_TRUSTED_PROXY": 1}
+    )
     with pytest.raises(ValueError, match="TRUSTED_PROXY"):
         Analytics(app)
     assert module_settings() == before
@@ -135,7 +173,12 @@ def imported_modules(name):
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
             found.update(node.module + "." + alias.name for alias in node.names)
-    return {module for module in found if module.startswith("analytics_posthog.") and os.path.exists(os.path.join(PACKAGE, *module.split(".")[1:]) + ".py")}
+    return {
+        module
+        for module in found
+        if module.startswith("analytics_posthog.")
+        and os.path.exists(os.path.join(PACKAGE, *module.split(".")[1:]) + ".py")
+    }
 
 
 def test_delivery_never_imports_the_client_not_even_through_another_module():
@@ -151,7 +194,18 @@ def test_delivery_never_imports_the_client_not_even_through_another_module():
 
 def test_both_legs_have_every_member_of_the_leg_protocol():
     members = set(Leg.__annotations__) | {name for name in vars(Leg) if not name.startswith("_")}
-    assert {"name", "send", "pending", "flush", "join", "abandon", "runs_on", "retried", "has_room", "host"} <= members
+    assert {
+        "name",
+        "send",
+        "pending",
+        "flush",
+        "join",
+        "abandon",
+        "runs_on",
+        "retried",
+        "has_room",
+        "host",
+    } <= members
     for leg in (PostHogLeg, SegmentLeg):
         init = inspect.getsource(leg.__init__)
         missing = {m for m in members if not hasattr(leg, m) and "self.%s =" % m not in init}
@@ -159,7 +213,13 @@ def test_both_legs_have_every_member_of_the_leg_protocol():
 
 
 def test_on_error_assigned_after_construction_hears_the_next_failure():
-    client = Client(posthog_api_key="phc_x", posthog_host="http://127.0.0.1:9", sync_mode=True, max_retries=0, timeout=1)
+    client = Client(
+        posthog_api_key="phc_x",
+        posthog_host="http://127.0.0.1:9",
+        sync_mode=True,
+        max_retries=0,
+        timeout=1,
+    )
     heard = []
     client.on_error = lambda error, batch: heard.append(batch)
     ok, msg = client.track("u1", "Refused")

@@ -13,14 +13,28 @@ def test_demo_runs_offline_and_prints_the_six_events():
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1"},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "NO_PROXY": "127.0.0.1",
+        },
     )
     assert result.returncode == 0, result.stderr
     assert "PostHog received 6 events" in result.stdout
-    for name in ("$identify", "Order Completed", "$pageview", "$screen", "$groupidentify", "$create_alias"):
+    for name in (
+        "$identify",
+        "Order Completed",
+        "$pageview",
+        "$screen",
+        "$groupidentify",
+        "$create_alias",
+    ):
         assert '"event": "%s"' % name in result.stdout
     blocks = result.stdout.split("\n\n")
-    track = json.loads(next(b for b in blocks if '"Order Completed"' in b and b.lstrip().startswith("{")))
+    track = json.loads(
+        next(b for b in blocks if '"Order Completed"' in b and b.lstrip().startswith("{"))
+    )
     assert track["properties"]["$os"] == "iOS"
     assert track["properties"]["$ip"] == "203.0.113.42"
     assert track["properties"]["utm_source"] == "newsletter"

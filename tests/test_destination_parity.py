@@ -14,23 +14,36 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 
 from analytics_posthog import Client
 from analytics_posthog.mapping import to_posthog
 
-VECTORS: List[Dict[str, Any]] = json.loads((Path(__file__).parent / "vectors" / "destination.json").read_text())["vectors"]
+VECTORS: list[dict[str, Any]] = json.loads(
+    (Path(__file__).parent / "vectors" / "destination.json").read_text()
+)["vectors"]
 
 
 def instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def assert_like_destination(vector: Dict[str, Any], event: str, distinct_id: str, uuid: str, timestamp: str, properties: Dict[str, Any]) -> None:
+def assert_like_destination(
+    vector: dict[str, Any],
+    event: str,
+    distinct_id: str,
+    uuid: str,
+    timestamp: str,
+    properties: dict[str, Any],
+) -> None:
     expected = vector["expected"]
-    assert (event, distinct_id, uuid) == (expected["event"], expected["distinct_id"], expected["uuid"])
+    assert (event, distinct_id, uuid) == (
+        expected["event"],
+        expected["distinct_id"],
+        expected["uuid"],
+    )
     assert instant(timestamp) == instant(expected["timestamp"])
     wanted = {**expected["properties"], **vector.get("ours_also", {})}
     assert {name: properties.get(name, "<absent>") for name in wanted} == wanted
@@ -41,12 +54,16 @@ def assert_like_destination(vector: Dict[str, Any], event: str, distinct_id: str
 def test_mapping_sets_what_the_destination_sets(vector):
     event = to_posthog(vector["message"])
     assert event is not None
-    geoip = {"$geoip_disable": True} if event.disable_geoip else {}  # posthog's capture() adds it so
+    geoip = (
+        {"$geoip_disable": True} if event.disable_geoip else {}
+    )  # posthog's capture() adds it so
     properties = {**event.properties, **geoip}
-    assert_like_destination(vector, event.event, event.distinct_id, event.uuid, event.timestamp.isoformat(), properties)
+    assert_like_destination(
+        vector, event.event, event.distinct_id, event.uuid, event.timestamp.isoformat(), properties
+    )
 
 
-def replay(client: Client, msg: Dict[str, Any]) -> None:
+def replay(client: Client, msg: dict[str, Any]) -> None:
     """Make the Segment call that builds ``msg``."""
     common = dict(
         context=msg.get("context"),
@@ -57,14 +74,25 @@ def replay(client: Client, msg: Dict[str, Any]) -> None:
     user, anonymous = msg.get("userId"), msg.get("anonymousId")
     type_ = msg["type"]
     if type_ == "track":
-        ok, _ = client.track(user, msg["event"], msg.get("properties"), anonymous_id=anonymous, **common)
+        ok, _ = client.track(
+            user, msg["event"], msg.get("properties"), anonymous_id=anonymous, **common
+        )
     elif type_ == "identify":
         ok, _ = client.identify(user, msg.get("traits"), anonymous_id=anonymous, **common)
     elif type_ == "group":
-        ok, _ = client.group(user, msg["groupId"], msg.get("traits"), anonymous_id=anonymous, **common)
+        ok, _ = client.group(
+            user, msg["groupId"], msg.get("traits"), anonymous_id=anonymous, **common
+        )
     elif type_ in ("page", "screen"):
         call = client.page if type_ == "page" else client.screen
-        ok, _ = call(user, msg.get("category"), msg.get("name"), msg.get("properties"), anonymous_id=anonymous, **common)
+        ok, _ = call(
+            user,
+            msg.get("category"),
+            msg.get("name"),
+            msg.get("properties"),
+            anonymous_id=anonymous,
+            **common,
+        )
     else:
         ok, _ = client.alias(msg["previousId"], user, **common)
     assert ok
@@ -76,7 +104,12 @@ def test_the_wire_carries_what_the_destination_sets(capture_server):
         replay(client, vector["message"])
     events = capture_server.wait_for_events(len(VECTORS))
     assert len(events) == len(VECTORS)
-    for vector, event in zip(VECTORS, events):
+    for vector, event in zip(VECTORS, events, strict=False):
         assert_like_destination(
-            vector, event["event"], event["distinct_id"], event["uuid"], event["timestamp"], event["properties"]
+            vector,
+            event["event"],
+            event["distinct_id"],
+            event["uuid"],
+            event["timestamp"],
+            event["properties"],
         )

@@ -111,7 +111,9 @@ def test_a_queue_emptied_at_exit_under_the_worker_does_not_kill_it(monkeypatch):
         all_queued.set()
         assert emptied.wait(10)
         assert queue.flush(10)
-        assert discarded == [{"n": 0}, {"n": 1}, {"n": 2}] and delivered == [] and queue.pending == 0
+        assert (
+            discarded == [{"n": 0}, {"n": 1}, {"n": 2}] and delivered == [] and queue.pending == 0
+        )
         queue.put({"n": 3})
         assert queue.flush(10)
         assert delivered == [{"n": 3}]

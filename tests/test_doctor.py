@@ -43,7 +43,11 @@ def test_posthog_only_from_environment_with_masked_key(capture_server, monkeypat
     monkeypatch.setenv("POSTHOG_HOST", capture_server.url)
     code, out = run()
     assert code == 0, out
-    assert "PostHog: on (key phc_…9z from POSTHOG_API_KEY), host %s (POSTHOG_HOST)" % capture_server.url in out
+    assert (
+        "PostHog: on (key phc_…9z from POSTHOG_API_KEY), host %s (POSTHOG_HOST)"
+        % capture_server.url
+        in out
+    )
     assert "phc_abcdefgh123456789z" not in out
     assert "Segment: off (no SEGMENT_WRITE_KEY" in out
     assert "reachable" in out and capture_server.event_count == 0
@@ -76,21 +80,29 @@ def test_both_legs_send_test_events(capture_server):
 
 def test_rejected_posthog_key(capture_server):
     capture_server.fail(401, leg="posthog")
-    code, out = run(posthog_api_key="phc_abcdefgh123456789z", posthog_host=capture_server.url, send=True)
+    code, out = run(
+        posthog_api_key="phc_abcdefgh123456789z", posthog_host=capture_server.url, send=True
+    )
     assert code == 1
     assert "PostHog: test event NOT accepted: the key was refused (HTTP 401)" in out
     assert "1 problem(s) found." in out
 
 
 def test_unreachable_host():
-    code, out = run(posthog_api_key="phc_abcdefgh123456789z", posthog_host="http://127.0.0.1:%d" % free_port(), send=True)
+    code, out = run(
+        posthog_api_key="phc_abcdefgh123456789z",
+        posthog_host="http://127.0.0.1:%d" % free_port(),
+        send=True,
+    )
     assert code == 1
     assert "unreachable: connection refused on 127.0.0.1 port" in out
     assert "test event" not in out
 
 
 def test_unresolvable_host():
-    code, out = run(posthog_api_key="phc_abcdefgh123456789z", posthog_host="http://no-such-host.invalid")
+    code, out = run(
+        posthog_api_key="phc_abcdefgh123456789z", posthog_host="http://no-such-host.invalid"
+    )
     assert code == 1
     assert "the name no-such-host.invalid does not resolve (DNS)" in out
 
@@ -100,9 +112,23 @@ def test_console_command_wiring(capture_server):
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "analytics_posthog", "doctor", "--posthog-host", capture_server.url, "--send"],
-        capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "NO_PROXY": "127.0.0.1", "POSTHOG_PROJECT_API_KEY": "phc_abcdefgh123456789z"},
+        [
+            sys.executable,
+            "-m",
+            "analytics_posthog",
+            "doctor",
+            "--posthog-host",
+            capture_server.url,
+            "--send",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "NO_PROXY": "127.0.0.1",
+            "POSTHOG_PROJECT_API_KEY": "phc_abcdefgh123456789z",
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "from POSTHOG_PROJECT_API_KEY" in result.stdout

@@ -12,9 +12,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_celery_example_task_joins_the_requests_visitor():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "SEGMENT_", "CELERY_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "SEGMENT_", "CELERY_"))
+    }
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / "celery_app.py")], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "celery_app.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     events = {event["event"]: event for event in map(json.loads, out.splitlines())}
     assert set(events) == {"Order Completed", "Receipt Sent"}
     for event in events.values():

@@ -20,9 +20,21 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_example_runs_offline_and_anonymous_visitors_get_a_cookie_id(example):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "SEGMENT_"))}
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / example)], env=env, capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / example)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     lines = out.splitlines()
-    assert [line.rsplit(" ", 1)[1] for line in lines if "->" in line] == ["200", "200", "200", "200"]
+    assert [line.rsplit(" ", 1)[1] for line in lines if "->" in line] == [
+        "200",
+        "200",
+        "200",
+        "200",
+    ]
     events = [json.loads(line) for line in lines if line.startswith("{")]
     first = events[0]
     assert first["distinct_id"] == "browser-1"
@@ -31,7 +43,12 @@ def test_example_runs_offline_and_anonymous_visitors_get_a_cookie_id(example):
     # The visitor with no identity: both its requests' events under the one id its cookie keeps.
     anonymous = [e for e in events if e["distinct_id"] not in ("browser-1", "browser-2")]
     assert len(anonymous) == 2 and anonymous[0]["event"] == first["event"]
-    assert len({e["distinct_id"] for e in anonymous}) == 1 and uuid.UUID(anonymous[0]["distinct_id"])
-    assert all("$session_id" not in e["properties"] and "$current_url" in e["properties"] for e in anonymous)
+    assert len({e["distinct_id"] for e in anonymous}) == 1 and uuid.UUID(
+        anonymous[0]["distinct_id"]
+    )
+    assert all(
+        "$session_id" not in e["properties"] and "$current_url" in e["properties"]
+        for e in anonymous
+    )
     # Known only by posthog-js's cookie: the app's own event joins the hook's id, not a new one.
     assert first["event"] in [e["event"] for e in events if e["distinct_id"] == "browser-2"]

@@ -43,7 +43,10 @@ def logged_drops(stderr):
     """Per reason, the counts of every 'dropped' line, and how many were not kept for on_error."""
     counts, unkept = collections.Counter(), 0
     for line in stderr.splitlines():
-        found = re.search(r"dropped (\d+) message\(s\)(?: \((\d+) of them too many.*?\))? \((.*)\); see stats", line)
+        found = re.search(
+            r"dropped (\d+) message\(s\)(?: \((\d+) of them too many.*?\))? \((.*)\); see stats",
+            line,
+        )
         if found:
             unkept += int(found.group(2) or 0)
             for reason, n in (item.rsplit(": ", 1) for item in found.group(3).split("; ")):
@@ -58,9 +61,17 @@ def test_exit_drops_agree_in_on_error_the_log_and_stats(capture_server, dual):
         capture_server.hang(30)
         segment_server.hang(30)
         script = SCRIPT.format(
-            write_key="wk" if dual else None, segment=segment_server.url, posthog=capture_server.url, calls=CALLS
+            write_key="wk" if dual else None,
+            segment=segment_server.url,
+            posthog=capture_server.url,
+            calls=CALLS,
         )
-        result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(script)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         capture_server.restore()
         segment_server.restore()
     assert result.returncode == 0, result.stderr
@@ -75,11 +86,19 @@ def test_exit_drops_agree_in_on_error_the_log_and_stats(capture_server, dual):
     for leg in legs:
         stats = report["stats"][leg]
         mine = ("the %s leg's queue is full" % leg, "exit came before the %s leg delivered" % leg)
-        assert stats["dropped"] == sum(n for reason, n in logged.items() if reason in BOTH_LEGS + mine)
+        assert stats["dropped"] == sum(
+            n for reason, n in logged.items() if reason in BOTH_LEGS + mine
+        )
         assert logged["exit came before the %s leg delivered" % leg] > 0
         in_flight = re.search(r"(\d+) message\(s\) were still in flight to %s" % leg, result.stderr)
-        assert stats["queued"] == (int(in_flight.group(1)) if in_flight else 0), "only what is in flight is queued"
+        assert stats["queued"] == (int(in_flight.group(1)) if in_flight else 0), (
+            "only what is in flight is queued"
+        )
         assert stats["dropped"] + stats["queued"] == CALLS
         assert stats["delivered"] == 0
-    overfilled = [line for line in result.stderr.splitlines() if "queue is full" in line and line.startswith("posthog")]
+    overfilled = [
+        line
+        for line in result.stderr.splitlines()
+        if "queue is full" in line and line.startswith("posthog")
+    ]
     assert len(overfilled) <= 2, overfilled[:3]

@@ -106,19 +106,36 @@ def test_a_fork_waits_until_the_dispatcher_is_out_of_the_libraries_code():
 def test_a_fork_waits_a_bounded_time_and_says_so(monkeypatch, caplog):
     monkeypatch.setattr(forks, "FORK_WAIT", 0.2)
     assert 0.15 <= fork_while_inside(2.0) < 1.0
-    assert any("forking while its dispatcher is still inside" in r.getMessage() for r in caplog.records)
+    assert any(
+        "forking while its dispatcher is still inside" in r.getMessage() for r in caplog.records
+    )
 
 
-@pytest.mark.parametrize("worker", [["-k", "sync"], ["-k", "gthread", "--threads", "4"]], ids=["sync", "gthread"])
+@pytest.mark.parametrize(
+    "worker", [["-k", "sync"], ["-k", "gthread", "--threads", "4"]], ids=["sync", "gthread"]
+)
 def test_gunicorn_preload_with_a_call_in_the_master_delivers_every_event_once(
     tmp_path, capture_server, segment_server, worker
 ):
     (tmp_path / "wsgi_app.py").write_text(APP)
     port = free_port()
     env = {**os.environ, "POSTHOG_HOST": capture_server.url, "SEGMENT_HOST": segment_server.url}
-    command = [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", *worker, "-b", "127.0.0.1:%d" % port]
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--preload",
+        "-w",
+        "2",
+        *worker,
+        "-b",
+        "127.0.0.1:%d" % port,
+    ]
     server = subprocess.Popen(
-        [*command, "--chdir", str(tmp_path), "wsgi_app:app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*command, "--chdir", str(tmp_path), "wsgi_app:app"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 15
@@ -191,14 +208,21 @@ print("hung", hung, "failed", failed, "parent", sent, "dropped", client.stats()[
 
 def test_many_forks_at_random_moments_while_the_parent_delivers(capture_server, segment_server):
     forks, per_child = 40, 20
-    script = STRESS.format(forks=forks, per_child=per_child, posthog=capture_server.url, segment=segment_server.url)
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=60)
+    script = STRESS.format(
+        forks=forks, per_child=per_child, posthog=capture_server.url, segment=segment_server.url
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     _, hung, _, failed, _, parent, _, dropped = result.stdout.split()
     assert (int(hung), int(failed), int(dropped)) == (0, 0, 0), result.stdout + result.stderr
 
     children = {("Child", "child-%d" % k, i): 1 for k in range(forks) for i in range(per_child)}
     parents = {("Parent", "parent", i): 1 for i in range(int(parent))}
-    for items, id_key in ((capture_server.events, "distinct_id"), (segment_server.segment_messages, "userId")):
+    for items, id_key in (
+        (capture_server.events, "distinct_id"),
+        (segment_server.segment_messages, "userId"),
+    ):
         arrived = collections.Counter((m["event"], m[id_key], m["properties"]["i"]) for m in items)
         assert dict(arrived) == {**children, **parents}

@@ -10,12 +10,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from hostile import HOSTILE, HOSTILE_HEADERS, assert_hostile, hostile_calls
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser, SimpleUser
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.testclient import TestClient
 
 import analytics_posthog as analytics
-from hostile import HOSTILE, HOSTILE_HEADERS, assert_hostile, hostile_calls
 from analytics_posthog.integrations.asgi import AnalyticsMiddleware
 
 BROWSER = {
@@ -54,10 +54,17 @@ class HeaderAuth(AuthenticationBackend):
 
 
 def make_app(legs, **options):
-    analytics.configure(posthog_api_key="phc_test", posthog_host=legs.posthog.url, write_key="seg_key", host=legs.segment.url)
+    analytics.configure(
+        posthog_api_key="phc_test",
+        posthog_host=legs.posthog.url,
+        write_key="seg_key",
+        host=legs.segment.url,
+    )
     app = FastAPI()
     app.add_middleware(AnalyticsMiddleware, **options)
-    app.add_middleware(AuthenticationMiddleware, backend=HeaderAuth())  # added last: outermost, runs first
+    app.add_middleware(
+        AuthenticationMiddleware, backend=HeaderAuth()
+    )  # added last: outermost, runs first
     app.state.gate = None
 
     @app.get("/checkout", response_class=HTMLResponse)
@@ -88,7 +95,9 @@ def make_app(legs, **options):
 def request(app, path, headers=None, client=("127.0.0.1", 5000)):
     async def go():
         transport = httpx.ASGITransport(app=app, client=client)
-        async with httpx.AsyncClient(transport=transport, base_url="https://shop.example.com") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://shop.example.com"
+        ) as http:
             return await http.get(path, headers=headers)
 
     return asyncio.run(go())
@@ -100,13 +109,25 @@ def test_request_context_reaches_both_legs_and_spoofed_forwarded_for_loses(legs)
     assert response.status_code == 200
     events, messages = legs.wait(2)
     viewed, message = events["Checkout Viewed"], messages["Checkout Viewed"]
-    legs.assert_request(viewed, message, "127.0.0.1", "https://shop.example.com/checkout?utm_source=mail", path="/checkout", search="?utm_source=mail", referrer="https://shop.example.com/")
+    legs.assert_request(
+        viewed,
+        message,
+        "127.0.0.1",
+        "https://shop.example.com/checkout?utm_source=mail",
+        path="/checkout",
+        search="?utm_source=mail",
+        referrer="https://shop.example.com/",
+    )
     assert viewed["$raw_user_agent"] == message["context"]["userAgent"] == BROWSER["User-Agent"]
     assert viewed["$session_id"] == message["context"]["sessionId"] == "sess-9"
     assert viewed["$locale"] == "de-DE"
     assert message["anonymousId"] == "anon-9" and message["userId"] is None
     explicit = messages["Explicit"]
-    assert explicit["context"]["page"]["url"] == events["Explicit"]["$current_url"] == "https://other.example.com/x"
+    assert (
+        explicit["context"]["page"]["url"]
+        == events["Explicit"]["$current_url"]
+        == "https://other.example.com/x"
+    )
     assert explicit["context"]["page"]["path"] == "/checkout"
 
 
@@ -134,7 +155,12 @@ def test_concurrent_requests_keep_their_own_context_and_context_ends_with_the_re
     async def go():
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as http:
-            await asyncio.gather(*(http.get("/event/" + name, headers={"X-POSTHOG-DISTINCT-ID": "anon-" + name}) for name in "AB"))
+            await asyncio.gather(
+                *(
+                    http.get("/event/" + name, headers={"X-POSTHOG-DISTINCT-ID": "anon-" + name})
+                    for name in "AB"
+                )
+            )
             # Awaited directly, ASGITransport runs the app in this very task: its context must be gone after.
             await http.get("/event/Sequential", headers={"X-POSTHOG-DISTINCT-ID": "anon-S"})
             analytics.track("u1", "After")
@@ -144,27 +170,39 @@ def test_concurrent_requests_keep_their_own_context_and_context_ends_with_the_re
     for name in ("A", "B", "Sequential"):
         assert events[name]["$current_url"] == "http://api.test/event/" + name
         assert messages[name]["anonymousId"] == "anon-" + name[0]
-    assert "$current_url" not in events["After"] and set(messages["After"]["context"]) == {"library"}
+    assert "$current_url" not in events["After"] and set(messages["After"]["context"]) == {
+        "library"
+    }
 
 
 def test_sync_endpoint_in_a_thread_gets_the_context(legs):
     with TestClient(make_app(legs)) as client:
         client.get("/sync/Threaded", headers=BROWSER)
     events, messages = legs.wait(1)
-    assert events["Threaded"]["$session_id"] == messages["Threaded"]["context"]["sessionId"] == "sess-9"
+    assert (
+        events["Threaded"]["$session_id"]
+        == messages["Threaded"]["context"]["sessionId"]
+        == "sess-9"
+    )
     assert events["Threaded"]["$current_url"] == "http://testserver/sync/Threaded"
 
 
 def test_user_id_from_starlette_authentication_only_when_opted_in(legs):
     request(make_app(legs), "/event/NotOpted", {"X-Test-User": "ann", **BROWSER})
-    request(make_app(legs, capture_user_id=True), "/event/Opted", {"X-Test-User": "ann", **SIGNED_IN})
+    request(
+        make_app(legs, capture_user_id=True), "/event/Opted", {"X-Test-User": "ann", **SIGNED_IN}
+    )
     events, messages = legs.wait(2)
     assert (messages["NotOpted"]["userId"], messages["NotOpted"]["anonymousId"]) == (None, "anon-9")
     assert (messages["Opted"]["userId"], messages["Opted"]["anonymousId"]) == ("ann", None)
 
 
 def test_a_user_class_without_identity_gives_its_display_name(legs):
-    request(make_app(legs, capture_user_id=True), "/event/Account", {"X-Test-Account": "bob", **SIGNED_IN})
+    request(
+        make_app(legs, capture_user_id=True),
+        "/event/Account",
+        {"X-Test-Account": "bob", **SIGNED_IN},
+    )
     events, messages = legs.wait(1)
     assert messages["Account"]["userId"] == "bob"
 
@@ -195,7 +233,11 @@ def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs):
         "raw_path": b"/hostile/x",
         "root_path": "",
         "query_string": HOSTILE.encode("latin-1"),
-        "headers": [(b"host", b"shop.example.com")] + [(name.lower().encode(), value.encode("latin-1")) for name, value in HOSTILE_HEADERS.items()],
+        "headers": [(b"host", b"shop.example.com")]
+        + [
+            (name.lower().encode(), value.encode("latin-1"))
+            for name, value in HOSTILE_HEADERS.items()
+        ],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 80),
     }
@@ -209,7 +251,11 @@ def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs):
 
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 200
-    assert_hostile(legs, b"".join(m.get("body", b"") for m in sent[1:]).decode(), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
+    assert_hostile(
+        legs,
+        b"".join(m.get("body", b"") for m in sent[1:]).decode(),
+        ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"),
+    )
 
 
 async def without_lifespan(scope, receive, send):
@@ -230,7 +276,9 @@ def test_server_shutdown_delivers_what_is_queued_and_the_client_stays_usable(leg
     for served in (1, 2):  # test suites start and stop an app many times in one process
         with TestClient(app) as client:
             assert client.get(path, headers=BROWSER).status_code == 200
-        assert len(legs.posthog.events) == len(legs.segment.segment_messages) == served, "delivered when shutdown completes"
+        assert len(legs.posthog.events) == len(legs.segment.segment_messages) == served, (
+            "delivered when shutdown completes"
+        )
 
 
 def test_shutdown_delivery_is_bounded_and_what_is_left_is_reported(legs, caplog):
@@ -246,5 +294,10 @@ def test_shutdown_delivery_is_bounded_and_what_is_left_is_reported(legs, caplog)
         legs.posthog.restore()
     assert took < 2.5, took
     # The hung event is still with the PostHog leg: the exit handler's report names it.
-    assert any(r.name == "analytics_posthog" and r.levelno >= logging.WARNING and "posthog" in r.getMessage() for r in caplog.records)
+    assert any(
+        r.name == "analytics_posthog"
+        and r.levelno >= logging.WARNING
+        and "posthog" in r.getMessage()
+        for r in caplog.records
+    )
     assert analytics.default_client.stats()["segment"]["delivered"] == 1

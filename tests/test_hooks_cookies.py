@@ -12,7 +12,6 @@ from urllib.parse import quote
 
 import pytest
 import test_hooks_asgi as asgi_tests
-import test_hooks_django as django_tests
 import test_hooks_flask as flask_tests
 from django.test import Client as DjangoClient
 from django.test import override_settings
@@ -21,7 +20,11 @@ from flask import request as flask_request
 
 def posthog_cookie(distinct_id, session_id):
     now = time.time() * 1000
-    value = {"distinct_id": distinct_id, "$sesid": [now - 1000, session_id, now - 60_000], "$device_id": "dev"}
+    value = {
+        "distinct_id": distinct_id,
+        "$sesid": [now - 1000, session_id, now - 60_000],
+        "$device_id": "dev",
+    }
     return "ph_phc_test_posthog=" + quote(json.dumps(value), safe="")
 
 
@@ -32,10 +35,22 @@ PH = posthog_cookie("ph-anon", "ph-session")
 CASES = [
     ("Both Cookies", {"Cookie": AJS + "; " + PH}, ("ph-anon", None, "ph-anon", "ph-session")),
     ("Analytics Js", {"Cookie": "theme=dark; " + AJS}, ("ajs-user", "ajs-user", None, None)),
-    ("Header Wins", {"Cookie": PH, "X-POSTHOG-DISTINCT-ID": "header-anon"}, ("header-anon", None, "header-anon", None)),
+    (
+        "Header Wins",
+        {"Cookie": PH, "X-POSTHOG-DISTINCT-ID": "header-anon"},
+        ("header-anon", None, "header-anon", None),
+    ),
     ("User Wins", {"Cookie": PH, "X-Test-User": "7"}, ("7", "7", None, "ph-session")),
-    ("Header Over User", {"X-POSTHOG-DISTINCT-ID": "header-anon", "X-Test-User": "7"}, ("header-anon", None, "header-anon", None)),
-    ("Hostile Ph", {"Cookie": "ph_phc_test_posthog=%7B%22distinct_id%22%3A" + "[" * 2000 + "; " + AJS}, ("ajs-user", "ajs-user", None, None)),
+    (
+        "Header Over User",
+        {"X-POSTHOG-DISTINCT-ID": "header-anon", "X-Test-User": "7"},
+        ("header-anon", None, "header-anon", None),
+    ),
+    (
+        "Hostile Ph",
+        {"Cookie": "ph_phc_test_posthog=%7B%22distinct_id%22%3A" + "[" * 2000 + "; " + AJS},
+        ("ajs-user", "ajs-user", None, None),
+    ),
 ]
 
 
@@ -45,13 +60,17 @@ def send_django(legs, name, headers):
 
 
 def send_flask(legs, name, headers):
-    app = flask_tests.make_app(legs, CAPTURE_USER_ID=lambda: flask_request.headers.get("X-Test-User"))
+    app = flask_tests.make_app(
+        legs, CAPTURE_USER_ID=lambda: flask_request.headers.get("X-Test-User")
+    )
     # The browser's Cookie header as sent (the client's own cookie jar would replace it).
     return app.test_client(use_cookies=False).get("/event/" + name, headers=headers).status_code
 
 
 def send_asgi(legs, name, headers):
-    return asgi_tests.request(asgi_tests.make_app(legs, capture_user_id=True), "/event/" + name, headers).status_code
+    return asgi_tests.request(
+        asgi_tests.make_app(legs, capture_user_id=True), "/event/" + name, headers
+    ).status_code
 
 
 @pytest.mark.parametrize("send", [send_django, send_flask, send_asgi])
@@ -64,4 +83,6 @@ def test_cookies_name_the_visitor_in_the_documented_order(legs, send):
         event, message = events[name], messages[name]
         assert event["distinct_id"] == distinct_id, name
         assert (message["userId"], message["anonymousId"]) == (user_id, anonymous_id), name
-        assert event["properties"].get("$session_id") == message["context"].get("sessionId") == session, name
+        assert (
+            event["properties"].get("$session_id") == message["context"].get("sessionId") == session
+        ), name

@@ -18,7 +18,10 @@ if not settings.configured:
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF=__name__,
         SECRET_KEY="test",
-        MIDDLEWARE=[__name__ + ".FakeAuthenticationMiddleware", "analytics_posthog.integrations.django.AnalyticsMiddleware"],
+        MIDDLEWARE=[
+            __name__ + ".FakeAuthenticationMiddleware",
+            "analytics_posthog.integrations.django.AnalyticsMiddleware",
+        ],
         INSTALLED_APPS=["analytics_posthog.integrations.django.AnalyticsPostHogConfig"],
     )
     django.setup()
@@ -28,9 +31,9 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction  # noqa: E40
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
+from hostile import HOSTILE, HOSTILE_HEADERS, HOSTILE_QUOTED, assert_hostile, hostile_calls  # noqa: E402
 
 import analytics_posthog as analytics  # noqa: E402
-from hostile import HOSTILE, HOSTILE_HEADERS, HOSTILE_QUOTED, assert_hostile, hostile_calls  # noqa: E402
 
 BROWSER = {
     "User-Agent": "Mozilla/5.0 (Windows NT 10.0) Edge/125.0",
@@ -55,7 +58,11 @@ class FakeAuthenticationMiddleware:
 
     def __call__(self, request):
         pk = request.headers.get("X-Test-User")
-        request.user = SimpleNamespace(pk=int(pk), is_authenticated=True) if pk else SimpleNamespace(pk=None, is_authenticated=False)
+        request.user = (
+            SimpleNamespace(pk=int(pk), is_authenticated=True)
+            if pk
+            else SimpleNamespace(pk=None, is_authenticated=False)
+        )
 
         async def auser():
             return request.user
@@ -125,22 +132,40 @@ def configured(legs):
 
 def test_request_context_reaches_both_legs_and_spoofed_forwarded_for_loses(legs, configured):
     with configured():
-        response = Client().get("/checkout?q=shoes", headers={**BROWSER, "X-Forwarded-For": "6.6.6.6"}, REMOTE_ADDR="192.0.2.10")
+        response = Client().get(
+            "/checkout?q=shoes",
+            headers={**BROWSER, "X-Forwarded-For": "6.6.6.6"},
+            REMOTE_ADDR="192.0.2.10",
+        )
     assert response.status_code == 200
     events, messages = legs.wait(2)
     viewed, message = events["Checkout Viewed"], messages["Checkout Viewed"]
-    legs.assert_request(viewed, message, "192.0.2.10", "http://testserver/checkout?q=shoes", path="/checkout", search="?q=shoes", referrer="https://shop.example.com/")
+    legs.assert_request(
+        viewed,
+        message,
+        "192.0.2.10",
+        "http://testserver/checkout?q=shoes",
+        path="/checkout",
+        search="?q=shoes",
+        referrer="https://shop.example.com/",
+    )
     assert viewed["$raw_user_agent"] == message["context"]["userAgent"] == BROWSER["User-Agent"]
     assert viewed["$session_id"] == message["context"]["sessionId"] == "sess-dj"
     assert message["anonymousId"] == "anon-dj"
     # identify() with no ids at all succeeds inside the request: the browser's distinct id fills in.
-    assert messages["identify"]["anonymousId"] == "anon-dj" and events["$set"]["$set"] == {"plan": "pro"}
+    assert messages["identify"]["anonymousId"] == "anon-dj" and events["$set"]["$set"] == {
+        "plan": "pro"
+    }
 
 
 @pytest.mark.parametrize("trusted", [2, "192.0.2.0/24,10.0.0.0/8"])
 def test_forwarded_for_wins_behind_a_trusted_proxy(legs, configured, trusted):
     with configured(TRUSTED_PROXIES=trusted):
-        Client().get("/event/Proxied", headers={**BROWSER, "X-Forwarded-For": "6.6.6.6, 203.0.113.7, 10.0.0.5"}, REMOTE_ADDR="192.0.2.10")
+        Client().get(
+            "/event/Proxied",
+            headers={**BROWSER, "X-Forwarded-For": "6.6.6.6, 203.0.113.7, 10.0.0.5"},
+            REMOTE_ADDR="192.0.2.10",
+        )
     events, messages = legs.wait(1)
     assert events["Proxied"]["$ip"] == messages["Proxied"]["context"]["ip"] == "203.0.113.7"
 
@@ -149,7 +174,11 @@ def test_concurrent_sync_requests_keep_their_own_context(legs, configured):
     analytics.sync_mode = False  # queued during the request, delivered after it
     with configured():
         threads = [
-            threading.Thread(target=Client().get, args=("/event/Concurrent" + name,), kwargs={"headers": {"X-POSTHOG-DISTINCT-ID": "anon-" + name}})
+            threading.Thread(
+                target=Client().get,
+                args=("/event/Concurrent" + name,),
+                kwargs={"headers": {"X-POSTHOG-DISTINCT-ID": "anon-" + name}},
+            )
             for name in "AB"
         ]
         for thread in threads:
@@ -167,7 +196,12 @@ def test_concurrent_sync_requests_keep_their_own_context(legs, configured):
 def test_concurrent_async_requests_keep_their_own_context_and_it_ends_with_them(legs, configured):
     async def go():
         client = AsyncClient()
-        await asyncio.gather(*(client.get("/async/" + name, headers={"X-POSTHOG-DISTINCT-ID": "anon-" + name}) for name in "AB"))
+        await asyncio.gather(
+            *(
+                client.get("/async/" + name, headers={"X-POSTHOG-DISTINCT-ID": "anon-" + name})
+                for name in "AB"
+            )
+        )
         analytics.track("u1", "After")  # same task that ran both requests
 
     with configured():
@@ -184,9 +218,14 @@ def test_user_id_only_when_opted_in(legs, configured):
         Client().get("/event/NotOpted", headers={**BROWSER, "X-Test-User": "7"})
     with configured(CAPTURE_USER_ID=True):
         Client().get("/event/Opted", headers={**SIGNED_IN, "X-Test-User": "7"})
-        asyncio.run(AsyncClient().get("/async/AsyncOpted", headers={**SIGNED_IN, "X-Test-User": "8"}))
+        asyncio.run(
+            AsyncClient().get("/async/AsyncOpted", headers={**SIGNED_IN, "X-Test-User": "8"})
+        )
     events, messages = legs.wait(4)
-    assert (messages["NotOpted"]["userId"], messages["NotOpted"]["anonymousId"]) == (None, "anon-dj")
+    assert (messages["NotOpted"]["userId"], messages["NotOpted"]["anonymousId"]) == (
+        None,
+        "anon-dj",
+    )
     assert (messages["Opted"]["userId"], messages["Opted"]["anonymousId"]) == ("7", None)
     assert messages["AsyncOpted"]["userId"] == "8"
 
@@ -203,9 +242,15 @@ def test_automatic_page_calls_and_flush_per_request(legs, configured):
 
 def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs, configured):
     with configured():
-        response = Client().get("/hostile/" + HOSTILE_QUOTED, headers=HOSTILE_HEADERS, QUERY_STRING=HOSTILE)
+        response = Client().get(
+            "/hostile/" + HOSTILE_QUOTED, headers=HOSTILE_HEADERS, QUERY_STRING=HOSTILE
+        )
     assert response.status_code == 200
-    assert_hostile(legs, response.content.decode(), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
+    assert_hostile(
+        legs,
+        response.content.decode(),
+        ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"),
+    )
 
 
 STARTUP_CALL = """
@@ -234,14 +279,29 @@ def run_startup_call(posthog, segment, *installed_apps):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "SEGMENT_"))}
     return subprocess.run(
         [sys.executable, "-c", STARTUP_CALL, posthog.url, segment.url, *installed_apps],
-        env=env, capture_output=True, text=True, timeout=30, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
 
 
 def test_the_app_applies_the_settings_when_django_starts_so_calls_before_any_request_use_them(legs):
-    assert run_startup_call(legs.posthog, legs.segment, "analytics_posthog.integrations.django.AnalyticsPostHogConfig") == ""
+    assert (
+        run_startup_call(
+            legs.posthog,
+            legs.segment,
+            "analytics_posthog.integrations.django.AnalyticsPostHogConfig",
+        )
+        == ""
+    )
     event, message = legs.posthog.wait_for_events(1)[0], legs.segment.wait_for_segment(1)[0]
-    assert (event["event"], event["distinct_id"], message["userId"]) == ("Nightly Report Sent", "cron", "cron")
+    assert (event["event"], event["distinct_id"], message["userId"]) == (
+        "Nightly Report Sent",
+        "cron",
+        "cron",
+    )
     assert {r.key for r in legs.posthog.requests} == {"phc_startup"}
 
 
@@ -253,12 +313,16 @@ def test_keys_in_settings_without_the_app_are_an_error_not_ignored(legs):
 def test_calls_in_a_streamed_body_see_the_request(legs, configured):
     with configured():
         response = Client().get("/streamed?page=2", headers=BROWSER)
-        assert b"".join(response.streaming_content) == b"a,b"  # iterated after the middleware returned
+        assert (
+            b"".join(response.streaming_content) == b"a,b"
+        )  # iterated after the middleware returned
         async_response = asyncio.run(AsyncClient().get("/async-streamed", headers=BROWSER))
         assert b"".join(asyncio.run(_collect(async_response.streaming_content))) == b"a,b"
     events, messages = legs.wait(2)
     for name in ("Streamed", "Async streamed"):
-        assert messages[name]["anonymousId"] == "anon-dj" and events[name]["$session_id"] == "sess-dj"
+        assert (
+            messages[name]["anonymousId"] == "anon-dj" and events[name]["$session_id"] == "sess-dj"
+        )
     assert events["Streamed"]["$current_url"] == "http://testserver/streamed?page=2"
 
 
@@ -271,9 +335,20 @@ def test_building_the_middleware_writes_no_setting_the_app_configures_them(legs)
     from analytics_posthog.settings import NAMES
 
     before = {name: getattr(analytics, name) for name in NAMES}
-    hook_settings = {**legs.settings, "API_KEY": "phc_django", "GROUP_TYPE": "company", "TRUSTED_PROXIES": 1}
-    with override_settings(ANALYTICS_POSTHOG=hook_settings):  # Django's setting_changed: the app re-applies
-        assert (analytics.posthog_api_key, analytics.group_type, analytics.host) == ("phc_django", "company", legs.segment.url)
+    hook_settings = {
+        **legs.settings,
+        "API_KEY": "phc_django",
+        "GROUP_TYPE": "company",
+        "TRUSTED_PROXIES": 1,
+    }
+    with override_settings(
+        ANALYTICS_POSTHOG=hook_settings
+    ):  # Django's setting_changed: the app re-applies
+        assert (analytics.posthog_api_key, analytics.group_type, analytics.host) == (
+            "phc_django",
+            "company",
+            legs.segment.url,
+        )
         analytics.configure(**before)
         assert AnalyticsMiddleware(lambda request: None).options.trusted_proxies == 1
         assert {name: getattr(analytics, name) for name in NAMES} == before

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 from flask import Flask, Response, jsonify, request, stream_with_context
+from hostile import HOSTILE, HOSTILE_HEADERS, HOSTILE_QUOTED, assert_hostile, hostile_calls
 
 import analytics_posthog as analytics
-from hostile import HOSTILE, HOSTILE_HEADERS, HOSTILE_QUOTED, assert_hostile, hostile_calls
 from analytics_posthog.integrations.flask import Analytics
 
 BROWSER = {
@@ -25,13 +25,17 @@ SIGNED_IN = {k: v for k, v in BROWSER.items() if k != "X-POSTHOG-DISTINCT-ID"}
 
 def make_app(legs, **config):
     app = Flask(__name__)
-    app.config.update({"ANALYTICS_POSTHOG_" + name: value for name, value in {**legs.settings, **config}.items()})
+    app.config.update(
+        {"ANALYTICS_POSTHOG_" + name: value for name, value in {**legs.settings, **config}.items()}
+    )
     Analytics(app)
 
     @app.get("/checkout")
     def checkout():
         analytics.track(event="Checkout Viewed", properties={"step": 1})
-        analytics.track("u1", "Explicit", context={"ip": "198.51.100.1", "page": {"title": "Checkout"}})
+        analytics.track(
+            "u1", "Explicit", context={"ip": "198.51.100.1", "page": {"title": "Checkout"}}
+        )
         return "<html>checkout</html>"
 
     @app.get("/event/<name>")
@@ -49,16 +53,34 @@ def test_request_context_reaches_both_legs_and_spoofed_forwarded_for_loses(legs)
     events, messages = legs.wait(2)
 
     viewed, message = events["Checkout Viewed"], messages["Checkout Viewed"]
-    legs.assert_request(viewed, message, "127.0.0.1", "http://localhost/checkout?coupon=x1", path="/checkout", search="?coupon=x1", referrer="https://shop.example.com/cart")
+    legs.assert_request(
+        viewed,
+        message,
+        "127.0.0.1",
+        "http://localhost/checkout?coupon=x1",
+        path="/checkout",
+        search="?coupon=x1",
+        referrer="https://shop.example.com/cart",
+    )
     assert viewed["$raw_user_agent"] == message["context"]["userAgent"] == BROWSER["User-Agent"]
     assert viewed["$session_id"] == message["context"]["sessionId"] == "0190-session"
     assert viewed["$locale"] == message["context"]["locale"] == "fr-CH"
-    assert legs.posthog.wait_for_events(2)[0]["distinct_id"] == message["anonymousId"] == "browser-anon-1"
+    assert (
+        legs.posthog.wait_for_events(2)[0]["distinct_id"]
+        == message["anonymousId"]
+        == "browser-anon-1"
+    )
     assert message["userId"] is None and viewed["step"] == 1
 
     explicit, message = events["Explicit"], messages["Explicit"]
     assert explicit["$ip"] == message["context"]["ip"] == "198.51.100.1"
-    assert message["context"]["page"] == {"title": "Checkout", "url": "http://localhost/checkout?coupon=x1", "path": "/checkout", "search": "?coupon=x1", "referrer": "https://shop.example.com/cart"}
+    assert message["context"]["page"] == {
+        "title": "Checkout",
+        "url": "http://localhost/checkout?coupon=x1",
+        "path": "/checkout",
+        "search": "?coupon=x1",
+        "referrer": "https://shop.example.com/cart",
+    }
     assert explicit["$title"] == "Checkout"
     assert message["userId"] == "u1" and message["anonymousId"] is None
 
@@ -69,7 +91,10 @@ def test_request_context_reaches_both_legs_and_spoofed_forwarded_for_loses(legs)
 )
 def test_forwarded_for_wins_behind_a_trusted_proxy(legs, trusted, forwarded_for):
     client = make_app(legs, TRUSTED_PROXIES=trusted).test_client()
-    client.get("/event/Proxied", headers={"X-Forwarded-For": forwarded_for, "X-POSTHOG-DISTINCT-ID": "anon-1"})
+    client.get(
+        "/event/Proxied",
+        headers={"X-Forwarded-For": forwarded_for, "X-POSTHOG-DISTINCT-ID": "anon-1"},
+    )
     events, messages = legs.wait(1)
     assert events["Proxied"]["$ip"] == messages["Proxied"]["context"]["ip"] == "203.0.113.7"
 
@@ -86,7 +111,10 @@ def test_concurrent_requests_keep_their_own_context(legs):
         return "ok"
 
     def run(name):
-        app.test_client().get("/concurrent/" + name, headers={"X-POSTHOG-DISTINCT-ID": "anon-" + name, "User-Agent": "agent-" + name})
+        app.test_client().get(
+            "/concurrent/" + name,
+            headers={"X-POSTHOG-DISTINCT-ID": "anon-" + name, "User-Agent": "agent-" + name},
+        )
 
     threads = [threading.Thread(target=run, args=(name,)) for name in ("A", "B")]
     for thread in threads:
@@ -96,7 +124,11 @@ def test_concurrent_requests_keep_their_own_context(legs):
     events, messages = legs.wait(2)
     for name in ("A", "B"):
         assert events[name]["$pathname"] == "/concurrent/" + name
-        assert events[name]["$raw_user_agent"] == messages[name]["context"]["userAgent"] == "agent-" + name
+        assert (
+            events[name]["$raw_user_agent"]
+            == messages[name]["context"]["userAgent"]
+            == "agent-" + name
+        )
         assert messages[name]["anonymousId"] == "anon-" + name
 
 
@@ -130,7 +162,9 @@ def test_automatic_page_calls_for_html_only_and_flush_per_request(legs):
     pages = [e for e in legs.posthog.events if e["event"] == "$pageview"]
     assert len(pages) == 1 and pages[0]["properties"]["$current_url"] == "http://localhost/checkout"
     page = next(m for m in legs.segment.segment_messages if m["type"] == "page")
-    assert page["properties"]["url"] == page["context"]["page"]["url"] == "http://localhost/checkout"
+    assert (
+        page["properties"]["url"] == page["context"]["page"]["url"] == "http://localhost/checkout"
+    )
 
 
 def test_unknown_setting_is_refused(legs):
@@ -145,9 +179,15 @@ def test_hostile_request_answers_200_and_its_events_arrive_cut_and_marked(legs):
     def hostile(junk):
         return hostile_calls()
 
-    response = app.test_client().get("/hostile/" + HOSTILE_QUOTED, query_string=HOSTILE, headers=HOSTILE_HEADERS)
+    response = app.test_client().get(
+        "/hostile/" + HOSTILE_QUOTED, query_string=HOSTILE, headers=HOSTILE_HEADERS
+    )
     assert response.status_code == 200
-    assert_hostile(legs, response.get_data(as_text=True), ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"))
+    assert_hostile(
+        legs,
+        response.get_data(as_text=True),
+        ("userAgent", "page.url", "page.path", "page.search", "page.referrer", "sessionId"),
+    )
 
 
 def test_calls_in_a_streamed_body_see_the_request(legs):
@@ -157,7 +197,9 @@ def test_calls_in_a_streamed_body_see_the_request(legs):
     def stream():
         def rows():
             yield "a,"
-            analytics.track(event="Streamed")  # names nobody: the browser's id comes from the request
+            analytics.track(
+                event="Streamed"
+            )  # names nobody: the browser's id comes from the request
             yield "b"
 
         return stream_with_context(rows())
@@ -165,7 +207,9 @@ def test_calls_in_a_streamed_body_see_the_request(legs):
     @app.get("/plain-stream")
     def plain_stream():
         def rows():
-            analytics.track(event="Plain streamed")  # without stream_with_context: Flask's request is gone, ours is not
+            analytics.track(
+                event="Plain streamed"
+            )  # without stream_with_context: Flask's request is gone, ours is not
             yield "x"
 
         return Response(rows())
@@ -187,7 +231,9 @@ def test_a_request_the_hook_cannot_read_gets_no_context_and_no_error(legs, caplo
     def broken_user_id():
         raise LookupError("session store down")
 
-    caplog.set_level(logging.DEBUG, logger="analytics_posthog")  # WARNING once per process, DEBUG after
+    caplog.set_level(
+        logging.DEBUG, logger="analytics_posthog"
+    )  # WARNING once per process, DEBUG after
     app = make_app(legs, CAPTURE_USER_ID=broken_user_id)
 
     @app.get("/named")
@@ -197,5 +243,11 @@ def test_a_request_the_hook_cannot_read_gets_no_context_and_no_error(legs, caplo
 
     assert app.test_client().get("/named", headers=BROWSER).status_code == 200
     events, messages = legs.wait(1)
-    assert "page" not in messages["Unreadable"]["context"] and "$current_url" not in events["Unreadable"]
-    assert any("could not read the request" in r.getMessage() and r.exc_info[0] is LookupError for r in caplog.records)
+    assert (
+        "page" not in messages["Unreadable"]["context"]
+        and "$current_url" not in events["Unreadable"]
+    )
+    assert any(
+        "could not read the request" in r.getMessage() and r.exc_info[0] is LookupError
+        for r in caplog.records
+    )

@@ -24,8 +24,12 @@ def session(last_activity=NOW - 60_000, started=NOW - 600_000, session_id="0190-
 
 
 def test_posthog_js_cookie_gives_distinct_id_and_live_session():
-    cookies = "theme=dark; " + posthog_cookie({"distinct_id": "0190-anon", "$sesid": session(), "$device_id": "d"})
-    assert from_cookies(cookies, KEY, NOW) == BrowserVisitor(anonymous_id="0190-anon", session_id="0190-sess")
+    cookies = "theme=dark; " + posthog_cookie(
+        {"distinct_id": "0190-anon", "$sesid": session(), "$device_id": "d"}
+    )
+    assert from_cookies(cookies, KEY, NOW) == BrowserVisitor(
+        anonymous_id="0190-anon", session_id="0190-sess"
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,10 +64,16 @@ def test_cookie_name_spells_out_base64_characters_as_posthog_js_does():
 @pytest.mark.parametrize(
     "cookies, expected",
     [
-        ("ajs_user_id=%22u-42%22; ajs_anonymous_id=%22a-7%22", BrowserVisitor(user_id="u-42", anonymous_id="a-7")),
+        (
+            "ajs_user_id=%22u-42%22; ajs_anonymous_id=%22a-7%22",
+            BrowserVisitor(user_id="u-42", anonymous_id="a-7"),
+        ),
         ('ajs_anonymous_id="a-7"', BrowserVisitor(anonymous_id="a-7")),  # JSON, not URL-encoded
         ("ajs_anonymous_id=a-7", BrowserVisitor(anonymous_id="a-7")),  # plain
-        ("ajs_user_id=null; ajs_anonymous_id=%22a-7%22", BrowserVisitor(user_id="null", anonymous_id="a-7")),
+        (
+            "ajs_user_id=null; ajs_anonymous_id=%22a-7%22",
+            BrowserVisitor(user_id="null", anonymous_id="a-7"),
+        ),
     ],
 )
 def test_analytics_js_cookies(cookies, expected):
@@ -105,4 +115,6 @@ def test_ids_are_cleaned_and_capped():
 def test_only_the_start_of_a_huge_header_is_read():
     padding = "; ".join("c%d=%s" % (n, "v" * 50) for n in range(400))
     assert from_cookies(padding + "; ajs_anonymous_id=late", KEY, NOW) is None
-    assert from_cookies("ajs_anonymous_id=early; " + padding, KEY, NOW) == BrowserVisitor(anonymous_id="early")
+    assert from_cookies("ajs_anonymous_id=early; " + padding, KEY, NOW) == BrowserVisitor(
+        anonymous_id="early"
+    )

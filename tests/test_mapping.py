@@ -10,13 +10,21 @@ import pytest
 from shapes import calls
 
 from analytics_posthog import message
-from analytics_posthog.mapping import UUID_NAMESPACE, event_uuid, posthog_enabled, segment_integrations, to_posthog
+from analytics_posthog.mapping import (
+    UUID_NAMESPACE,
+    event_uuid,
+    posthog_enabled,
+    segment_integrations,
+    to_posthog,
+)
 
 T = datetime(2024, 5, 17, 9, 30, 15, 123000, tzinfo=timezone.utc)
 
 
 def test_uuid_test_vector():
-    assert event_uuid("ajs-f8ca1e4de5024d9430b3928bd8ac6b96") == "2e1e762e-c318-5c5b-a96e-955e840a3cf2"
+    assert (
+        event_uuid("ajs-f8ca1e4de5024d9430b3928bd8ac6b96") == "2e1e762e-c318-5c5b-a96e-955e840a3cf2"
+    )
 
 
 def test_uuid_is_uuid5_in_the_destinations_namespace():
@@ -30,7 +38,9 @@ def test_uuid_is_uuid5_in_the_destinations_namespace():
 
 
 def test_track():
-    msg = message.track("u1", "Order Completed", {"total": 30}, timestamp=T, anonymous_id="a1", message_id="m1")
+    msg = message.track(
+        "u1", "Order Completed", {"total": 30}, timestamp=T, anonymous_id="a1", message_id="m1"
+    )
     event = to_posthog(msg)
     assert event.event == "Order Completed"
     assert event.distinct_id == "u1"
@@ -65,7 +75,9 @@ def test_identify_anonymous_only_is_set():
 
 
 def test_page():
-    msg = message.page("u1", "Docs", "Install", {"url": "https://example.com/docs?x=1", "section": "a"})
+    msg = message.page(
+        "u1", "Docs", "Install", {"url": "https://example.com/docs?x=1", "section": "a"}
+    )
     event = to_posthog(msg)
     assert (event.event, event.distinct_id) == ("$pageview", "u1")
     assert event.properties["name"] == "Install"
@@ -128,7 +140,11 @@ def test_properties_url_becomes_current_url_on_track():
 
 
 def test_person_and_group_properties_pass_through():
-    props = {"$set": {"plan": "pro"}, "$set_once": {"first": "2024"}, "$groups": {"company": "acme"}}
+    props = {
+        "$set": {"plan": "pro"},
+        "$set_once": {"first": "2024"},
+        "$groups": {"company": "acme"},
+    }
     event = to_posthog(message.track("u1", "e", props))
     assert event.properties["$set"] == {"plan": "pro"}
     assert event.properties["$set_once"] == {"first": "2024"}
@@ -138,15 +154,32 @@ def test_person_and_group_properties_pass_through():
 FULL_CONTEXT = {
     "ip": "203.0.113.9",
     "userAgent": "Mozilla/5.0 (iPhone)",
-    "page": {"url": "https://user:pw@example.com/p?q=1", "path": "/p", "referrer": "https://google.com/", "title": "P"},
+    "page": {
+        "url": "https://user:pw@example.com/p?q=1",
+        "path": "/p",
+        "referrer": "https://google.com/",
+        "title": "P",
+    },
     "os": {"name": "iOS", "version": "17.4"},
-    "device": {"id": "d1", "type": "ios", "manufacturer": "Apple", "model": "iPhone15,2", "name": "Ann's"},
+    "device": {
+        "id": "d1",
+        "type": "ios",
+        "manufacturer": "Apple",
+        "model": "iPhone15,2",
+        "name": "Ann's",
+    },
     "screen": {"width": 390, "height": 844, "density": 3},
     "app": {"name": "Shop", "version": "4.2", "build": "420", "namespace": "com.example.shop"},
     "locale": "en-GB",
     "timezone": "Europe/London",
     "network": {"carrier": "EE"},
-    "campaign": {"source": "news", "medium": "email", "name": "spring", "term": "shoes", "content": "hero"},
+    "campaign": {
+        "source": "news",
+        "medium": "email",
+        "name": "spring",
+        "term": "shoes",
+        "content": "hero",
+    },
     "groupId": "acme",
     "traits": {"email": "a@x.io"},
     "sessionId": "s-1",
@@ -195,7 +228,9 @@ def test_context_table_row(name, value):
 
 
 def test_context_ip_enables_geoip_only_for_that_event():
-    assert to_posthog(message.track("u1", "e", context={"ip": "203.0.113.9"})).disable_geoip is False
+    assert (
+        to_posthog(message.track("u1", "e", context={"ip": "203.0.113.9"})).disable_geoip is False
+    )
     assert to_posthog(message.track("u1", "e")).disable_geoip is True
 
 
@@ -210,7 +245,12 @@ def test_context_kept_whole_except_campaign():
 
 
 def test_session_id_snake_case():
-    assert to_posthog(message.track("u1", "e", context={"session_id": "s-2"})).properties["$session_id"] == "s-2"
+    assert (
+        to_posthog(message.track("u1", "e", context={"session_id": "s-2"})).properties[
+            "$session_id"
+        ]
+        == "s-2"
+    )
 
 
 def test_group_id_uses_group_type_setting():
@@ -228,12 +268,21 @@ def test_context_traits_become_set_on_track_page_screen(build):
 
 
 def test_context_traits_not_set_on_group_and_alias():
-    assert "$set" not in to_posthog(message.group("u1", "g", context={"traits": {"a": 1}})).properties
-    assert "$set" not in to_posthog(message.alias("p", "u1", context={"traits": {"a": 1}})).properties
+    assert (
+        "$set" not in to_posthog(message.group("u1", "g", context={"traits": {"a": 1}})).properties
+    )
+    assert (
+        "$set" not in to_posthog(message.alias("p", "u1", context={"traits": {"a": 1}})).properties
+    )
 
 
 def test_explicit_set_wins_over_context_traits():
-    msg = message.track("u1", "e", {"$set": {"plan": "team"}}, context={"traits": {"plan": "pro", "email": "a@x.io"}})
+    msg = message.track(
+        "u1",
+        "e",
+        {"$set": {"plan": "team"}},
+        context={"traits": {"plan": "pro", "email": "a@x.io"}},
+    )
     assert to_posthog(msg).properties["$set"] == {"plan": "team", "email": "a@x.io"}
 
 
@@ -241,7 +290,11 @@ def test_call_properties_win_over_context():
     msg = message.track(
         "u1",
         "e",
-        {"$ip": "198.51.100.1", "$current_url": "https://explicit.example/", "url": "https://url.example/"},
+        {
+            "$ip": "198.51.100.1",
+            "$current_url": "https://explicit.example/",
+            "url": "https://url.example/",
+        },
         context={"ip": "203.0.113.9", "page": {"url": "https://context.example/"}},
     )
     props = to_posthog(msg).properties
@@ -274,16 +327,27 @@ def test_integrations_filter(integrations, enabled):
 
 def test_segment_leg_integrations():
     assert segment_integrations({}) == {"PostHog": False}
-    assert segment_integrations({"All": False, "Mixpanel": True}) == {"All": False, "Mixpanel": True, "PostHog": False}
+    assert segment_integrations({"All": False, "Mixpanel": True}) == {
+        "All": False,
+        "Mixpanel": True,
+        "PostHog": False,
+    }
     assert segment_integrations({"posthog": True}) == {"posthog": True}
     assert segment_integrations({"PostHog": False}) == {"PostHog": False}
 
 
-@pytest.mark.parametrize("name,posthog_name", [("url", "$current_url"), ("utm_name", "utm_campaign"), ("browser", "$browser")])
+@pytest.mark.parametrize(
+    "name,posthog_name",
+    [("url", "$current_url"), ("utm_name", "utm_campaign"), ("browser", "$browser")],
+)
 def test_property_aliases_yield_to_the_posthog_name_given_in_the_call(name, posthog_name):
-    copied = to_posthog(message.track("u1", "e", {name: "https://a.example/"}, context={"campaign": {"name": "c"}}))
+    copied = to_posthog(
+        message.track("u1", "e", {name: "https://a.example/"}, context={"campaign": {"name": "c"}})
+    )
     assert copied.properties[posthog_name] == copied.properties[name] == "https://a.example/"
-    explicit = to_posthog(message.track("u1", "e", {name: "https://a.example/", posthog_name: "https://b.example/"}))
+    explicit = to_posthog(
+        message.track("u1", "e", {name: "https://a.example/", posthog_name: "https://b.example/"})
+    )
     assert explicit.properties[posthog_name] == "https://b.example/"
     assert to_posthog(message.track("u1", "e", {name: ""})).properties.get(posthog_name) is None
 
@@ -291,13 +355,20 @@ def test_property_aliases_yield_to_the_posthog_name_given_in_the_call(name, post
 def test_group_never_geolocated_even_with_an_ip():
     event = to_posthog(message.group("u1", "acme", context={"ip": "203.0.113.9"}))
     assert (event.properties["$geoip_disable"], event.disable_geoip) == (True, True)
-    assert "$geoip_disable" not in to_posthog(message.track("u1", "e", context={"ip": "203.0.113.9"})).properties
+    assert (
+        "$geoip_disable"
+        not in to_posthog(message.track("u1", "e", context={"ip": "203.0.113.9"})).properties
+    )
 
 
 def test_context_keys_that_are_not_strings_are_named_as_json_writes_them():
     context = {1: "one", None: "none", 2.5: "float", "campaign": {1: "x", "name": "spring"}}
     properties = to_posthog(message.track("u1", "e", context=context)).properties
-    assert (properties["segment_1"], properties["segment_null"], properties["segment_2.5"]) == ("one", "none", "float")
+    assert (properties["segment_1"], properties["segment_null"], properties["segment_2.5"]) == (
+        "one",
+        "none",
+        "float",
+    )
     assert (properties["utm_1"], properties["utm_campaign"]) == ("x", "spring")
 
 

@@ -46,7 +46,12 @@ def json_size(value):
 @pytest.mark.parametrize("kind", WIDE_VALUES)
 def test_json_is_never_wider_than_the_bound(kind):
     value = WIDE_VALUES[kind]
-    for shape in (value, [value] * 500, {"k%d" % i: value for i in range(500)}, {"p": [{"x": value}] * 50}):
+    for shape in (
+        value,
+        [value] * 500,
+        {"k%d" % i: value for i in range(500)},
+        {"p": [{"x": value}] * 50},
+    ):
         assert json_size(shape) <= message.JSON_PER_MARSHAL_BYTE * len(marshal.dumps(shape, 2))
 
 
@@ -60,7 +65,10 @@ def test_json_is_never_wider_than_the_bound_for_random_trees():
             return rng.choice(leaves)
         if pick < 0.7:
             return [tree(depth - 1) for _ in range(rng.randrange(6))]
-        return {rng.choice(["a", "key", "é", "", "😀", "\x02"]) + str(i): tree(depth - 1) for i in range(rng.randrange(6))}
+        return {
+            rng.choice(["a", "key", "é", "", "😀", "\x02"]) + str(i): tree(depth - 1)
+            for i in range(rng.randrange(6))
+        }
 
     for _ in range(2000):
         value = tree(5)
@@ -82,7 +90,9 @@ def outcome(**call):
     return "ok"
 
 
-@pytest.mark.parametrize("kind", ["false", "null", "control characters", "astral", "accented", "float", "short keys"])
+@pytest.mark.parametrize(
+    "kind", ["false", "null", "control characters", "astral", "accented", "float", "short keys"]
+)
 def test_calls_around_the_limit_raise_exactly_when_segment_would(kind, monkeypatch):
     value = WIDE_VALUES[kind]
     per_item = json_size([value, value]) - json_size([value])
@@ -111,7 +121,12 @@ def test_messages_the_bound_cannot_judge_get_the_exact_check(monkeypatch):
 
 @pytest.mark.parametrize(
     "properties",
-    [{(1, 2): "tuple key"}, {b"k": "bytes key"}, {"n": complex(1, 2)}, {"nested": {frozenset(): 1}}],
+    [
+        {(1, 2): "tuple key"},
+        {b"k": "bytes key"},
+        {"n": complex(1, 2)},
+        {"nested": {frozenset(): 1}},
+    ],
     ids=["tuple key", "bytes key", "complex value", "nested frozenset key"],
 )
 def test_unserialisable_messages_fail_like_segment(properties):

@@ -47,13 +47,20 @@ def segment_server():
 
 
 def warnings_of(posthog: str, segment: str):
-    script = SCRIPT.format(write_key=WRITE_KEY, posthog_key=POSTHOG_KEY, posthog=posthog, segment=segment)
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=30)
+    script = SCRIPT.format(
+        write_key=WRITE_KEY, posthog_key=POSTHOG_KEY, posthog=posthog, segment=segment
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     assert POSTHOG_KEY not in result.stdout + result.stderr
     assert WRITE_KEY not in result.stdout + result.stderr
     lines = [line.split(" ", 1) for line in result.stdout.splitlines()]
-    return {leg: [(float(at), text) for at, text in lines if "the %s leg cannot deliver" % leg in text] for leg in ("posthog", "segment")}
+    return {
+        leg: [(float(at), text) for at, text in lines if "the %s leg cannot deliver" % leg in text]
+        for leg in ("posthog", "segment")
+    }
 
 
 @pytest.mark.parametrize(
@@ -65,13 +72,18 @@ def warnings_of(posthog: str, segment: str):
         ("dns", "DNS lookup failed"),
     ],
 )
-def test_an_unreachable_or_wrong_host_is_named_within_seconds(capture_server, segment_server, fault, reason):
+def test_an_unreachable_or_wrong_host_is_named_within_seconds(
+    capture_server, segment_server, fault, reason
+):
     hosts = {"posthog": capture_server.url, "segment": segment_server.url}
     if fault == "refused":
         capture_server.refuse()
         segment_server.refuse()
     elif fault == "dns":
-        hosts = {"posthog": "http://posthog.nonexistent.invalid", "segment": "http://segment.nonexistent.invalid:8080"}
+        hosts = {
+            "posthog": "http://posthog.nonexistent.invalid",
+            "segment": "http://segment.nonexistent.invalid:8080",
+        }
     else:
         capture_server.fail(int(fault))
         segment_server.fail(int(fault))
@@ -87,7 +99,9 @@ def test_one_warning_per_leg_host_and_reason_per_interval(caplog, monkeypatch):
     caplog.set_level(logging.WARNING, logger="analytics_posthog")
     monkeypatch.setattr(outages, "_warned_at", {})
     for _ in range(5):
-        outages.failed_attempt("posthog", "https://user:pass@eu.example.com:8443/ingest?token=x", 503)
+        outages.failed_attempt(
+            "posthog", "https://user:pass@eu.example.com:8443/ingest?token=x", 503
+        )
     outages.failed_attempt("posthog", "https://user:pass@eu.example.com:8443/ingest?token=x", 401)
     outages.failed_attempt("segment", "https://user:pass@eu.example.com:8443/ingest?token=x", 503)
     messages = [r.getMessage() for r in caplog.records]

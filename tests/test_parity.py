@@ -25,7 +25,17 @@ class Plan(enum.Enum):
 
 
 GOOD_CALLS = [
-    ("track", (), dict(user_id="u1", event="Signed Up", properties={"plan": "pro"}, timestamp=T, message_id="m-1")),
+    (
+        "track",
+        (),
+        dict(
+            user_id="u1",
+            event="Signed Up",
+            properties={"plan": "pro"},
+            timestamp=T,
+            message_id="m-1",
+        ),
+    ),
     ("track", ("u1", "Clicked", {"n": 1}), {}),
     ("track", (), dict(anonymous_id="anon-1", event="Viewed")),
     ("track", (), dict(user_id=42, event="Numeric id", anonymous_id=7)),
@@ -50,14 +60,38 @@ GOOD_CALLS = [
             integrations={"All": False, "Mixpanel": True},
         ),
     ),
-    ("track", (), dict(user_id="u1", event="Unserialisable value", properties={"ok": 1, "bad": object()})),
-    ("track", (), dict(user_id="u1", event="Local timestamp", timestamp=T.astimezone(timezone(timedelta(hours=2))))),
-    ("track", (), dict(user_id="u1", event="Old naive timestamp", timestamp=datetime(2020, 1, 1, 12, 0, 0))),
+    (
+        "track",
+        (),
+        dict(user_id="u1", event="Unserialisable value", properties={"ok": 1, "bad": object()}),
+    ),
+    (
+        "track",
+        (),
+        dict(
+            user_id="u1",
+            event="Local timestamp",
+            timestamp=T.astimezone(timezone(timedelta(hours=2))),
+        ),
+    ),
+    (
+        "track",
+        (),
+        dict(user_id="u1", event="Old naive timestamp", timestamp=datetime(2020, 1, 1, 12, 0, 0)),
+    ),
     ("track", (), dict(user_id="u1", event="Numeric message id", message_id=12345)),
-    ("track", (), dict(user_id="u1", event="Own library", context={"library": object(), "ip": "203.0.113.9"})),
+    (
+        "track",
+        (),
+        dict(user_id="u1", event="Own library", context={"library": object(), "ip": "203.0.113.9"}),
+    ),
     ("identify", ("u1", {"email": "a@example.com"}), {}),
     ("identify", (), dict(anonymous_id="anon-1", traits={"name": "Ann"})),
-    ("identify", (), dict(user_id="u1", anonymous_id="anon-1", traits={}, context={"traits": {"x": 1}})),
+    (
+        "identify",
+        (),
+        dict(user_id="u1", anonymous_id="anon-1", traits={}, context={"traits": {"x": 1}}),
+    ),
     ("group", ("u1", "acme", {"name": "Acme"}), {}),
     ("group", (), dict(anonymous_id="anon-1", group_id=99)),
     ("alias", ("anon-1", "u1"), {}),
@@ -113,7 +147,9 @@ def without_library(msg):
 
 
 @freeze_time("2024-06-01 12:00:00.456789")
-@pytest.mark.parametrize("method,args,kwargs", GOOD_CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(GOOD_CALLS)])
+@pytest.mark.parametrize(
+    "method,args,kwargs", GOOD_CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(GOOD_CALLS)]
+)
 def test_return_value_matches_segment(ours, theirs, method, args, kwargs):
     ok_ours, msg_ours = getattr(ours, method)(*args, **kwargs)
     ok_theirs, msg_theirs = getattr(theirs, method)(*args, **kwargs)
@@ -124,10 +160,15 @@ def test_return_value_matches_segment(ours, theirs, method, args, kwargs):
     assert without_library(msg_ours) == without_library(msg_theirs)
     assert list(msg_ours) == list(msg_theirs)
     assert list(msg_ours["context"]) == list(msg_theirs["context"])
-    assert msg_ours["context"]["library"] == {"name": "analytics-posthog", "version": analytics_posthog.__version__}
+    assert msg_ours["context"]["library"] == {
+        "name": "analytics-posthog",
+        "version": analytics_posthog.__version__,
+    }
 
 
-@pytest.mark.parametrize("method,kwargs", BAD_CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(BAD_CALLS)])
+@pytest.mark.parametrize(
+    "method,kwargs", BAD_CALLS, ids=[f"{c[0]}-{i}" for i, c in enumerate(BAD_CALLS)]
+)
 def test_bad_input_fails_like_segment(ours, theirs, method, kwargs):
     with pytest.raises(Exception) as theirs_error:
         getattr(theirs, method)(**kwargs)
@@ -146,17 +187,37 @@ def test_caller_context_is_not_modified(ours):
 
 
 def test_signatures_match_segment():
-    for name in ("track", "identify", "group", "alias", "page", "screen", "flush", "join", "shutdown"):
+    for name in (
+        "track",
+        "identify",
+        "group",
+        "alias",
+        "page",
+        "screen",
+        "flush",
+        "join",
+        "shutdown",
+    ):
         ours = inspect.signature(getattr(Client, name)).parameters
         theirs = inspect.signature(getattr(SegmentClient, name)).parameters
-        assert [(p.name, p.default) for p in ours.values()] == [(p.name, p.default) for p in theirs.values()], name
+        assert [(p.name, p.default) for p in ours.values()] == [
+            (p.name, p.default) for p in theirs.values()
+        ], name
 
 
 def test_constructor_keeps_segment_parameters_first():
     ours = list(inspect.signature(Client.__init__).parameters.values())
     theirs = list(inspect.signature(SegmentClient.__init__).parameters.values())
-    assert [(p.name, p.default) for p in ours[: len(theirs)]] == [(p.name, p.default) for p in theirs]
-    assert [p.name for p in ours[len(theirs) :]] == ["posthog_api_key", "posthog_host", "group_type", "posthog_client", "exit_timeout"]
+    assert [(p.name, p.default) for p in ours[: len(theirs)]] == [
+        (p.name, p.default) for p in theirs
+    ]
+    assert [p.name for p in ours[len(theirs) :]] == [
+        "posthog_api_key",
+        "posthog_host",
+        "group_type",
+        "posthog_client",
+        "exit_timeout",
+    ]
 
 
 def test_constructor_validation_matches_segment():
@@ -181,7 +242,19 @@ def test_module_api_matches_segment():
     ]  # fmt: skip
     for name in settings:
         assert getattr(analytics_posthog, name) == getattr(segment_module, name), name
-    for name in ("track", "identify", "group", "alias", "page", "screen", "flush", "join", "shutdown"):
+    for name in (
+        "track",
+        "identify",
+        "group",
+        "alias",
+        "page",
+        "screen",
+        "flush",
+        "join",
+        "shutdown",
+    ):
         assert callable(getattr(analytics_posthog, name))
-    assert analytics_posthog.default_client is None or isinstance(analytics_posthog.default_client, Client)
+    assert analytics_posthog.default_client is None or isinstance(
+        analytics_posthog.default_client, Client
+    )
     assert isinstance(analytics_posthog.__version__, str)

@@ -44,20 +44,40 @@ def test_no_posthog_client_without_posthog(segment_server):
 
 
 def test_module_function_uses_the_default_client(capture_server):
-    saved = analytics_posthog.posthog_api_key, analytics_posthog.posthog_host, analytics_posthog.default_client
-    analytics_posthog.posthog_api_key, analytics_posthog.posthog_host = "phc_test", capture_server.url
+    saved = (
+        analytics_posthog.posthog_api_key,
+        analytics_posthog.posthog_host,
+        analytics_posthog.default_client,
+    )
+    analytics_posthog.posthog_api_key, analytics_posthog.posthog_host = (
+        "phc_test",
+        capture_server.url,
+    )
     analytics_posthog.default_client = None
     try:
-        assert analytics_posthog.get_posthog_client() is analytics_posthog.default_client.get_posthog_client()
+        assert (
+            analytics_posthog.get_posthog_client()
+            is analytics_posthog.default_client.get_posthog_client()
+        )
         assert analytics_posthog.get_posthog_client() is not None
     finally:
         analytics_posthog.default_client.shutdown()
-        analytics_posthog.posthog_api_key, analytics_posthog.posthog_host, analytics_posthog.default_client = saved
+        (
+            analytics_posthog.posthog_api_key,
+            analytics_posthog.posthog_host,
+            analytics_posthog.default_client,
+        ) = saved
 
 
 def test_posthog_context_identity_session_and_tags_reach_our_events(capture_server, segment_server):
     """Queued inside the context, delivered after it ended: each call keeps what the context said when it was made."""
-    client = Client("seg_key", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.05)
+    client = Client(
+        "seg_key",
+        host=segment_server.url,
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        upload_interval=0.05,
+    )
     with posthog.new_context(capture_exceptions=False):
         posthog.identify_context("ctx-user")
         posthog.set_context_session("ctx-session")
@@ -65,7 +85,9 @@ def test_posthog_context_identity_session_and_tags_reach_our_events(capture_serv
         client.track(event="Nobody Named", properties={"n": 1})
         client.track("u1", "Explicit", context={"sessionId": "own-session"})
         posthog.tag("later", True)  # after those calls: only on the calls made from here on
-        token = request_context.activate(RequestContext(context={"sessionId": "req-session"}, anonymous_id="req-anon"))
+        token = request_context.activate(
+            RequestContext(context={"sessionId": "req-session"}, anonymous_id="req-anon")
+        )
         client.track(event="In Request")
         request_context.reset(token)
     client.track("u2", "Outside")
@@ -74,15 +96,22 @@ def test_posthog_context_identity_session_and_tags_reach_our_events(capture_serv
     messages = {m["event"]: m for m in segment_server.wait_for_segment(4)}
 
     nobody, message = events["Nobody Named"], messages["Nobody Named"]
-    assert nobody["distinct_id"] == message["anonymousId"] == "ctx-user" and message["userId"] is None
+    assert (
+        nobody["distinct_id"] == message["anonymousId"] == "ctx-user" and message["userId"] is None
+    )
     assert nobody["properties"]["$session_id"] == message["context"]["sessionId"] == "ctx-session"
     assert nobody["properties"]["plan"] == "pro" and nobody["properties"]["n"] == 1
-    assert "plan" not in message["properties"]  # tags are posthog's: the Segment leg is as Segment sent it
+    assert (
+        "plan" not in message["properties"]
+    )  # tags are posthog's: the Segment leg is as Segment sent it
     assert "later" not in nobody["properties"] and "later" not in events["Explicit"]["properties"]
 
     explicit = events["Explicit"]
     assert explicit["distinct_id"] == messages["Explicit"]["userId"] == "u1"
-    assert explicit["properties"]["$session_id"] == "own-session" and explicit["properties"]["plan"] == "pro"
+    assert (
+        explicit["properties"]["$session_id"] == "own-session"
+        and explicit["properties"]["plan"] == "pro"
+    )
 
     in_request = events["In Request"]
     assert in_request["distinct_id"] == messages["In Request"]["anonymousId"] == "req-anon"

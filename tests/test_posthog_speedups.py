@@ -67,7 +67,14 @@ VALUES = [
     Model(),
     Opaque(),
     Text("subclass"),
-    {"nested": {"decimal": decimal.Decimal("3"), "tuple": (1, (2, 3)), "when": WHEN, "point": Point(0, 0.5)}},
+    {
+        "nested": {
+            "decimal": decimal.Decimal("3"),
+            "tuple": (1, (2, 3)),
+            "when": WHEN,
+            "point": Point(0, 0.5),
+        }
+    },
     {"bad": NotEvenAString(), "good": 1},
     {"deep": [{"x": [decimal.Decimal("1")]}]},
 ]
@@ -140,5 +147,7 @@ def test_install_and_restore_swap_the_functions_back_and_forth():
     posthog_internals.install()
     posthog_internals.install()
     assert posthog.client.clean is not posthog.utils.clean
-    assert hasattr(posthog.client.system_context.__wrapped__, "cache_info"), "the OS looked up once, under the end user's OS answer"
+    assert hasattr(posthog.client.system_context.__wrapped__, "cache_info"), (
+        "the OS looked up once, under the end user's OS answer"
+    )
     assert posthog.request.DatetimeSerializer.encode is not plain_encode

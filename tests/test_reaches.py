@@ -47,41 +47,58 @@ def run(script: str, env: dict | None = None) -> tuple:
 
 
 def burst(capture_server, before: str = "", after: str = "", env: dict | None = None) -> dict:
-    body = BURST_SCRIPT.format(segment=capture_server.url, posthog=capture_server.url, n=BURST, after=after)
+    body = BURST_SCRIPT.format(
+        segment=capture_server.url, posthog=capture_server.url, n=BURST, after=after
+    )
     register, _ = run(before + body, env)
     assert capture_server.event_count == BURST + 1
     assert capture_server.segment_count == BURST + 1
-    assert sorted(e["properties"]["i"] for e in capture_server.events if e["event"] == "Burst") == list(range(BURST))
+    assert sorted(
+        e["properties"]["i"] for e in capture_server.events if e["event"] == "Burst"
+    ) == list(range(BURST))
     return register
 
 
 def test_with_every_reach_active_a_burst_arrives(capture_server):
     register = burst(capture_server)
-    assert {name: state for name, (_, state, _) in register.items() if state != reaches.ACTIVE} == {}
+    assert {
+        name: state for name, (_, state, _) in register.items() if state != reaches.ACTIVE
+    } == {}
 
 
 def test_the_switch_turns_every_patch_off_and_a_dual_write_burst_still_arrives(capture_server):
-    after = "import posthog.client, posthog.utils; assert posthog.client.clean is posthog.utils.clean"
+    after = (
+        "import posthog.client, posthog.utils; assert posthog.client.clean is posthog.utils.clean"
+    )
     register = burst(capture_server, after=after, env={reaches.SWITCH: "1"})
     patches = {name: state for name, (kind, state, _) in register.items() if kind == "patch"}
     assert set(patches) == {r.name for r in reaches.REGISTER.values() if r.kind == "patch"}
     assert set(patches.values()) == {reaches.SWITCHED_OFF}, patches
-    server_os = [e["properties"].get("$os") for e in capture_server.events if e["event"] == "$groupidentify"]
+    server_os = [
+        e["properties"].get("$os") for e in capture_server.events if e["event"] == "$groupidentify"
+    ]
     assert server_os != [None], "without context_os, posthog's own system_context answers"
 
 
 def test_doctor_says_which_reaches_are_off_and_why(capture_server):
-    script = """
+    script = (
+        """
     import io, json
     from analytics_posthog import doctor
     out = io.StringIO()
     doctor.run(posthog_api_key="phc_test", posthog_host="%s", out=out, timeout=2)
     print(json.dumps(out.getvalue()))
-    """ % capture_server.url
+    """
+        % capture_server.url
+    )
     text, _ = run(script, {reaches.SWITCH: "1"})
     assert "ANALYTICS_POSTHOG_NO_INTERNALS=1 turns the patches off; it is set" in text
     line = next(line for line in text.splitlines() if "clean_fast_path" in line)
-    assert " off " in line and "ANALYTICS_POSTHOG_NO_INTERNALS is set" in line and "instead: posthog's clean" in line
+    assert (
+        " off " in line
+        and "ANALYTICS_POSTHOG_NO_INTERNALS is set" in line
+        and "instead: posthog's clean" in line
+    )
 
 
 #: reach -> code that alters what it replaces, before our first Client installs it,
@@ -137,5 +154,9 @@ def test_each_reach_falls_back_when_its_check_fails_and_delivery_holds(capture_s
     register = burst(capture_server, before=before)
     kind, state, reason = register[name]
     assert state == reaches.FALLBACK and reason, register[name]
-    others = {other: state for other, (_, state, _) in register.items() if state != reaches.ACTIVE and other != name}
+    others = {
+        other: state
+        for other, (_, state, _) in register.items()
+        if state != reaches.ACTIVE and other != name
+    }
     assert set(others) <= ALSO_FALLING_BACK.get(name, set()), others

@@ -30,12 +30,23 @@ def dual_client(posthog_server, segment_server, **kwargs):
     """Both legs on loopback, with a 50 ms upload window unless a test sets
     one: at the default 0.5 s each flush and shutdown would wait it out."""
     kwargs.setdefault("upload_interval", 0.05)
-    return Client("wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=posthog_server.url, **kwargs)
+    return Client(
+        "wk",
+        host=segment_server.url,
+        posthog_api_key="phc_test",
+        posthog_host=posthog_server.url,
+        **kwargs,
+    )
 
 
 def run_script(code, timeout=30):
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return result, time.monotonic() - started
 
 
@@ -76,14 +87,22 @@ def test_a_shut_down_client_is_freed_with_its_posthog_client(capture_server, seg
     client.track("u1", "One job")
     client.shutdown()
     assert capture_server.event_count == 1 and segment_server.segment_count == 1
-    refs = [weakref.ref(client), weakref.ref(client.delivery.legs[0].client), weakref.ref(client.delivery.legs[1].client)]
+    refs = [
+        weakref.ref(client),
+        weakref.ref(client.delivery.legs[0].client),
+        weakref.ref(client.delivery.legs[1].client),
+    ]
     del client
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]
 
 
-@pytest.mark.parametrize("leg, outage", [("segment", "hang"), ("posthog", "hang"), ("posthog", "refuse")])
-def test_exit_with_a_dead_leg_is_bounded_and_reports_the_loss(capture_server, segment_server, leg, outage):
+@pytest.mark.parametrize(
+    "leg, outage", [("segment", "hang"), ("posthog", "hang"), ("posthog", "refuse")]
+)
+def test_exit_with_a_dead_leg_is_bounded_and_reports_the_loss(
+    capture_server, segment_server, leg, outage
+):
     dead = capture_server if leg == "posthog" else segment_server
     if outage == "hang":
         dead.hang(30, leg=leg)
@@ -105,24 +124,38 @@ def test_exit_with_a_dead_leg_is_bounded_and_reports_the_loss(capture_server, se
     delivered = {"posthog": capture_server.event_count, "segment": segment_server.segment_count}
     dead.restore()
     assert result.returncode == 0, result.stderr
-    exit_started = float(next(line.split()[2] for line in result.stdout.splitlines() if line.startswith("exit starts")))
-    assert ended - exit_started < 1.0 + 0.8, "exit must take exit_timeout and little more (took %.2f s)" % (ended - exit_started)
+    exit_started = float(
+        next(
+            line.split()[2] for line in result.stdout.splitlines() if line.startswith("exit starts")
+        )
+    )
+    assert ended - exit_started < 1.0 + 0.8, (
+        "exit must take exit_timeout and little more (took %.2f s)" % (ended - exit_started)
+    )
     healthy = "posthog" if leg == "segment" else "segment"
     assert delivered == {leg: 0, healthy: 200}
-    reported = sum(int(line.split()[2]) for line in result.stdout.splitlines() if line.startswith("reported ExitTimeout"))
+    reported = sum(
+        int(line.split()[2])
+        for line in result.stdout.splitlines()
+        if line.startswith("reported ExitTimeout")
+    )
     in_flight = result.stderr.split(" message(s) were still in flight to %s" % leg)[0].split()[-1]
     assert reported > 0 and reported + int(in_flight if in_flight.isdigit() else 0) == 200
 
 
 def test_outage_of_refused_connections_loses_nothing(capture_server):
-    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.1)
+    client = Client(
+        posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.1
+    )
     capture_server.refuse(seconds=2.0)
     started = time.monotonic()
     for i in range(300):
         assert client.track("u1", "During outage", {"i": i})[0] is True
     assert time.monotonic() - started < 1.0, "calls must not wait for the outage"
     client.flush()
-    assert sorted(e["properties"]["i"] for e in capture_server.wait_for_events(300, timeout=15)) == list(range(300))
+    assert sorted(
+        e["properties"]["i"] for e in capture_server.wait_for_events(300, timeout=15)
+    ) == list(range(300))
     stats = client.stats()["posthog"]
     assert stats.pop("retried") >= 1
     assert stats == {"queued": 0, "delivered": 300, "dropped": 0, "failed": 0}
@@ -150,7 +183,9 @@ def test_5xx_outage_on_both_legs_loses_nothing(capture_server, segment_server):
 
 def test_429_retry_after_is_honoured(capture_server):
     capture_server.fail(429, leg="posthog", times=1, retry_after=2)
-    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.05)
+    client = Client(
+        posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.05
+    )
     started = time.monotonic()
     client.track("u1", "Rate limited")
     client.flush()
@@ -206,9 +241,17 @@ def test_fork_child_delivers_its_own_and_nothing_twice(capture_server, segment_s
         client.track("parent", "After fork", {"i": i})
     client.flush()
     names = [e["event"] for e in capture_server.events]
-    assert (names.count("Before fork"), names.count("In child"), names.count("After fork")) == (20, 30, 10)
+    assert (names.count("Before fork"), names.count("In child"), names.count("After fork")) == (
+        20,
+        30,
+        10,
+    )
     seg_names = [m["event"] for m in segment_server.segment_messages]
-    assert (seg_names.count("Before fork"), seg_names.count("In child"), seg_names.count("After fork")) == (20, 30, 10)
+    assert (
+        seg_names.count("Before fork"),
+        seg_names.count("In child"),
+        seg_names.count("After fork"),
+    ) == (20, 30, 10)
     client.shutdown()
 
 
@@ -240,7 +283,9 @@ def test_sixteen_threads_every_event_exactly_once_on_each_leg(capture_server, se
 
 def test_calls_from_async_code_never_block_the_event_loop(capture_server):
     capture_server.hang(2, leg="posthog")
-    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.01)
+    client = Client(
+        posthog_api_key="phc_test", posthog_host=capture_server.url, upload_interval=0.01
+    )
 
     async def main():
         lags = []
@@ -271,13 +316,17 @@ def test_exit_timeout_error_type_is_exported():
     assert issubclass(ExitTimeout, Exception) and issubclass(QueueFull, Exception)
 
 
-def test_backlog_stays_in_our_queue_while_every_leg_is_backed_up(capture_server, segment_server, monkeypatch):
+def test_backlog_stays_in_our_queue_while_every_leg_is_backed_up(
+    capture_server, segment_server, monkeypatch
+):
     import analytics_posthog.delivery
 
     monkeypatch.setattr(analytics_posthog.delivery, "LEG_WINDOW", 5)
     capture_server.hang(30, leg="posthog")
     segment_server.hang(30, leg="segment")
-    client = dual_client(capture_server, segment_server, upload_size=5, upload_interval=0.05, max_queue_size=1000)
+    client = dual_client(
+        capture_server, segment_server, upload_size=5, upload_interval=0.05, max_queue_size=1000
+    )
     for i in range(200):
         client.track("u1", "Held", {"i": i})
     time.sleep(0.5)
@@ -335,7 +384,9 @@ def test_a_child_does_not_share_the_parents_connections(capture_server, segment_
         "analytics_posthog.segment_internals._lock",
     ],
 )
-def test_a_child_forked_while_another_thread_holds_one_of_our_locks_is_not_stuck(capture_server, lock):
+def test_a_child_forked_while_another_thread_holds_one_of_our_locks_is_not_stuck(
+    capture_server, lock
+):
     """A server forks workers while one of its threads makes the first call (and
     holds a lock that the child's own first call needs)."""
     module, name = lock.rsplit(".", 1)
@@ -389,10 +440,17 @@ def test_an_on_error_that_blocks_never_holds_up_a_call(capture_server):
 
     def on_error(error, batch):
         reported.append((threading.current_thread(), type(error), len(batch)))
-        if threading.current_thread() is not caller:  # on the caller, the test would hang instead of failing
+        if (
+            threading.current_thread() is not caller
+        ):  # on the caller, the test would hang instead of failing
             release.wait(30)
 
-    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url, max_queue_size=10, on_error=on_error)
+    client = Client(
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        max_queue_size=10,
+        on_error=on_error,
+    )
     results = [client.track("u1", "Flood", {"i": i})[0] for i in range(300)]
     dropped = results.count(False)
     assert dropped > 0
@@ -408,18 +466,28 @@ def test_an_on_error_that_blocks_never_holds_up_a_call(capture_server):
 
 
 @pytest.mark.parametrize("sync_mode", [False, True])
-def test_a_call_after_shutdown_is_refused_counted_and_reported(capture_server, segment_server, caplog, sync_mode):
+def test_a_call_after_shutdown_is_refused_counted_and_reported(
+    capture_server, segment_server, caplog, sync_mode
+):
     caplog.set_level(logging.WARNING, logger="analytics_posthog")
     errors = []
     client = dual_client(
-        capture_server, segment_server, sync_mode=sync_mode, on_error=lambda error, batch: errors.append((error, batch))
+        capture_server,
+        segment_server,
+        sync_mode=sync_mode,
+        on_error=lambda error, batch: errors.append((error, batch)),
     )
     client.track("u1", "Before shutdown")
     client.shutdown()
     success, msg = client.track("u1", "After shutdown")
     assert success is False and msg["event"] == "After shutdown"
-    assert [(type(error), [m["event"] for m in batch]) for error, batch in errors] == [(ClientClosed, ["After shutdown"])]
-    assert {leg: counts["dropped"] for leg, counts in client.stats().items()} == {"posthog": 1, "segment": 1}
+    assert [(type(error), [m["event"] for m in batch]) for error, batch in errors] == [
+        (ClientClosed, ["After shutdown"])
+    ]
+    assert {leg: counts["dropped"] for leg, counts in client.stats().items()} == {
+        "posthog": 1,
+        "segment": 1,
+    }
     assert any("dropped 1 message" in r.getMessage() for r in caplog.records)
     flushed = threading.Thread(target=client.flush, daemon=True)
     flushed.start()

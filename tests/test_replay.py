@@ -17,7 +17,12 @@ from analytics_posthog import mapping, replay
 from analytics_posthog.mapping import event_uuid
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {"PATH": "/usr/bin:/bin", "NO_PROXY": "127.0.0.1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+ENV = {
+    "PATH": "/usr/bin:/bin",
+    "NO_PROXY": "127.0.0.1",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+}
 
 
 def msg(i, type_="track", day=17, **extra):
@@ -28,7 +33,13 @@ def msg(i, type_="track", day=17, **extra):
         "userId": "u%d" % i,
         "context": {"os": {"name": "iOS", "version": "17.4"}},
     }
-    base.update({"track": {"event": "E%d" % i}, "group": {"groupId": "g"}, "alias": {"previousId": "a"}}.get(type_, {}))
+    base.update(
+        {
+            "track": {"event": "E%d" % i},
+            "group": {"groupId": "g"},
+            "alias": {"previousId": "a"},
+        }.get(type_, {})
+    )
     base.update(extra)
     return base
 
@@ -50,7 +61,11 @@ def run(server, paths, **options):
 
 def test_gzip_archive_directory_is_replayed_in_historical_mode(capture_server, tmp_path):
     archive = tmp_path / "segment-logs" / "src"
-    write(archive / "1715904000000" / "a.gz", [msg(1), msg(2, "identify", anonymousId="anon")], compress=True)
+    write(
+        archive / "1715904000000" / "a.gz",
+        [msg(1), msg(2, "identify", anonymousId="anon")],
+        compress=True,
+    )
     # gzip detected by its magic bytes, whatever the name says
     write(archive / "1715990400000" / "b.json", [msg(3, "page", name="Home")], compress=True)
     code, _, err = run(capture_server, [str(archive)])
@@ -70,8 +85,21 @@ def test_gzip_archive_directory_is_replayed_in_historical_mode(capture_server, t
 def test_stdin_through_the_console_command(capture_server):
     lines = "".join(json.dumps(msg(i)) + "\n" for i in range(3))
     result = subprocess.run(
-        [sys.executable, "-m", "analytics_posthog", "replay", "-", "--posthog-host", capture_server.url],
-        input=lines, capture_output=True, text=True, timeout=60, cwd=ROOT, env={**ENV, "POSTHOG_API_KEY": "phc_env"},
+        [
+            sys.executable,
+            "-m",
+            "analytics_posthog",
+            "replay",
+            "-",
+            "--posthog-host",
+            capture_server.url,
+        ],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**ENV, "POSTHOG_API_KEY": "phc_env"},
     )
     assert result.returncode == 0, result.stderr
     assert sorted(e["event"] for e in capture_server.wait_for_events(3)) == ["E0", "E1", "E2"]
@@ -114,7 +142,11 @@ def test_interrupted_replay_resumes_from_the_checkpoint(capture_server, tmp_path
     assert code == 0
     assert [e["event"] for e in capture_server.wait_for_events(3)] == ["E0", "E1", "E2"]
     checkpoint = json.loads(open(path + ".replay-checkpoint.json").read())
-    assert (checkpoint["day"], checkpoint["done"], checkpoint["complete"]) == ("2024-05-17", 3, False)
+    assert (checkpoint["day"], checkpoint["done"], checkpoint["complete"]) == (
+        "2024-05-17",
+        3,
+        False,
+    )
     code, _, err = run(capture_server, [path])
     assert code == 0
     assert [e["event"] for e in capture_server.events] == ["E0", "E1", "E2", "E3", "E4"]
@@ -138,7 +170,10 @@ def test_dry_run_prints_events_and_sends_nothing(capture_server, tmp_path):
     code, out, err = run(capture_server, [path], dry_run=True)
     assert code == 0
     events = [json.loads(line) for line in out.splitlines()]
-    assert [(e["event"], e["uuid"]) for e in events] == [("E1", event_uuid("m-1")), ("$screen", event_uuid("m-2"))]
+    assert [(e["event"], e["uuid"]) for e in events] == [
+        ("E1", event_uuid("m-1")),
+        ("$screen", event_uuid("m-2")),
+    ]
     assert events[1]["properties"]["$screen_name"] == "Welcome"
     assert "would send 2 events" in err
     assert capture_server.request_count == 0
@@ -146,9 +181,16 @@ def test_dry_run_prints_events_and_sends_nothing(capture_server, tmp_path):
 
 
 def test_since_until_and_types_filter(capture_server, tmp_path):
-    path = write(tmp_path / "export.jsonl", [msg(1, day=1), msg(2, day=10), msg(3, "page", day=10), msg(4, day=20)])
+    path = write(
+        tmp_path / "export.jsonl",
+        [msg(1, day=1), msg(2, day=10), msg(3, "page", day=10), msg(4, day=20)],
+    )
     code, out, err = run(
-        None, [path], dry_run=True, since=replay.parse_moment("2024-05-05"), until=replay.parse_moment("2024-05-20"),
+        None,
+        [path],
+        dry_run=True,
+        since=replay.parse_moment("2024-05-05"),
+        until=replay.parse_moment("2024-05-20"),
         types=replay.parse_types("track"),
     )
     assert code == 0
@@ -169,11 +211,22 @@ def test_rate_limit_is_obeyed(capture_server, tmp_path):
 
 
 def test_timestamps_in_segment_forms_parse_on_python_310():
-    assert replay.parse_timestamp is mapping.parse_timestamp  # one parser, shared with the live mapping
-    assert replay.parse_timestamp("2024-05-17T09:30:15.1Z").isoformat() == "2024-05-17T09:30:15.100000+00:00"
-    assert replay.parse_timestamp("2024-05-17T11:30:15+02:00").isoformat() == "2024-05-17T09:30:15+00:00"
+    assert (
+        replay.parse_timestamp is mapping.parse_timestamp
+    )  # one parser, shared with the live mapping
+    assert (
+        replay.parse_timestamp("2024-05-17T09:30:15.1Z").isoformat()
+        == "2024-05-17T09:30:15.100000+00:00"
+    )
+    assert (
+        replay.parse_timestamp("2024-05-17T11:30:15+02:00").isoformat()
+        == "2024-05-17T09:30:15+00:00"
+    )
     assert replay.parse_timestamp("2024-05-17T09:30:15").isoformat() == "2024-05-17T09:30:15+00:00"
-    assert replay.parse_timestamp("2024-05-17T09:30:15.123456789Z").isoformat() == "2024-05-17T09:30:15.123456+00:00"
+    assert (
+        replay.parse_timestamp("2024-05-17T09:30:15.123456789Z").isoformat()
+        == "2024-05-17T09:30:15.123456+00:00"
+    )
     for bad in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "yesterday", 1715938215):
         with pytest.raises(ValueError):
             replay.parse_timestamp(bad)

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
 
 from segment.analytics import request as segment_request
 
@@ -63,15 +62,24 @@ SLOW = "test_client.py"
 PARTS = (
     *(([SLOWEST], "%d/3" % k) for k in range(3)),
     *(([SLOW], "%d/2" % k) for k in range(2)),
-    (sorted(path.name for path in SUITE.glob("test_*.py") if path.name not in (SLOWEST, SLOW)), "0/1"),
+    (
+        sorted(path.name for path in SUITE.glob("test_*.py") if path.name not in (SLOWEST, SLOW)),
+        "0/1",
+    ),
 )
 
 
-def start_suite(tmp_path: Path, shim: bool, files: List[str], shard: str) -> "tuple[subprocess.Popen[bytes], Path]":
-    outcomes = tmp_path / ("%s-%s-%s.json" % ("shim" if shim else "segment", files[0], shard.replace("/", "of")))
+def start_suite(
+    tmp_path: Path, shim: bool, files: list[str], shard: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    outcomes = tmp_path / (
+        "%s-%s-%s.json" % ("shim" if shim else "segment", files[0], shard.replace("/", "of"))
+    )
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+        ),
         "SEGMENT_SUITE_OUTCOMES": str(outcomes),
         "SEGMENT_SUITE_SHIM": "1" if shim else "",
         "SEGMENT_SUITE_SEGMENT_ONLY": "\n".join(SEGMENT_ONLY),
@@ -79,28 +87,42 @@ def start_suite(tmp_path: Path, shim: bool, files: List[str], shard: str) -> "tu
     }
     for name in ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST", "SEGMENT_WRITE_KEY"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "pytest", *(str(SUITE / name) for name in files), "--import-mode=importlib"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(str(SUITE / name) for name in files),
+        "--import-mode=importlib",
+    ]
     command += ["-p", "segment_suite_plugin", "-q", "-p", "no:cacheprovider"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     return process, outcomes
 
 
-def run_suite(tmp_path: Path) -> "tuple[Dict[str, str], Dict[str, str], Dict[tuple[bool, str], int]]":
+def run_suite(tmp_path: Path) -> tuple[dict[str, str], dict[str, str], dict[tuple[bool, str], int]]:
     """Outcomes with Segment's own client and under the shim, and the PostHog
     events each part delivered, by (shim, first file of the part)."""
-    runs = {(shim, files[0], shard): start_suite(tmp_path, shim, files, shard) for shim in (False, True) for files, shard in PARTS}
-    outcomes: Dict[bool, Dict[str, str]] = {False: {}, True: {}}
-    posthog_events: Dict["tuple[bool, str]", int] = {}
+    runs = {
+        (shim, files[0], shard): start_suite(tmp_path, shim, files, shard)
+        for shim in (False, True)
+        for files, shard in PARTS
+    }
+    outcomes: dict[bool, dict[str, str]] = {False: {}, True: {}}
+    posthog_events: dict[tuple[bool, str], int] = {}
     for (shim, first, _), (process, path) in runs.items():
         output, _ = process.communicate(timeout=240)
         assert path.exists(), output.decode(errors="replace")[-3000:]
         result = json.loads(path.read_text())
         outcomes[shim].update(result["outcomes"])
-        posthog_events[shim, first] = posthog_events.get((shim, first), 0) + result["posthog_events"]
+        posthog_events[shim, first] = (
+            posthog_events.get((shim, first), 0) + result["posthog_events"]
+        )
     return outcomes[False], outcomes[True], posthog_events
 
 
-def failures(outcomes: Dict[str, str]) -> Dict[str, str]:
+def failures(outcomes: dict[str, str]) -> dict[str, str]:
     return {name: outcome for name, outcome in outcomes.items() if outcome != "passed"}
 
 
@@ -110,7 +132,9 @@ def test_segments_own_suite_passes_against_the_shim(tmp_path):
     # too (test_consumer.py drives Segment's own Consumer class, which the
     # shim leaves as it is); with Segment's own client, nothing did.
     assert {part: events > 0 for part, events in posthog_events.items()} == {
-        (shim, first): shim and first != SLOWEST for shim in (False, True) for (first, *_), _ in PARTS
+        (shim, first): shim and first != SLOWEST
+        for shim in (False, True)
+        for (first, *_), _ in PARTS
     }
 
     assert len(segment_outcomes) == SUITE_SIZE

@@ -50,7 +50,13 @@ def test_handler_that_raises_has_delivered_before_the_error_propagates(configure
 
 
 def test_async_handler_and_an_explicit_client(configured):
-    client = Client("seg_key", host=configured.segment.url, posthog_api_key="phc_test", posthog_host=configured.posthog.url, upload_interval=0.05)
+    client = Client(
+        "seg_key",
+        host=configured.segment.url,
+        posthog_api_key="phc_test",
+        posthog_host=configured.posthog.url,
+        upload_interval=0.05,
+    )
 
     @flush_after(client=client)
     async def handler(event, context):
@@ -60,7 +66,11 @@ def test_async_handler_and_an_explicit_client(configured):
 
     assert asyncio.run(handler({}, None)) == "done"
     assert delivered(configured) == (1, 1)
-    assert configured.posthog.events[0]["distinct_id"] == configured.segment.segment_messages[0]["userId"] == "u2"
+    assert (
+        configured.posthog.events[0]["distinct_id"]
+        == configured.segment.segment_messages[0]["userId"]
+        == "u2"
+    )
     client.shutdown()
 
 

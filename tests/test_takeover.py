@@ -13,12 +13,22 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {"PATH": "/usr/bin:/bin", "NO_PROXY": "127.0.0.1", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
+ENV = {
+    "PATH": "/usr/bin:/bin",
+    "NO_PROXY": "127.0.0.1",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+}
 
 
 def run(code: str) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, cwd=ROOT, env=ENV
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=ENV,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -47,7 +57,12 @@ def test_every_import_form_resolves_to_analytics_posthog_and_settings_apply():
         }))
         """
     )
-    assert checks == {"forms": [True, True, True], "client": True, "setting": "wk-after-install", "install_exported": True}
+    assert checks == {
+        "forms": [True, True, True],
+        "client": True,
+        "setting": "wk-after-install",
+        "install_exported": True,
+    }
 
 
 def test_takeover_after_segment_was_already_imported():
@@ -135,7 +150,10 @@ def test_segments_submodules_and_patch_targets_stay_segments_own():
         }))
         """
     )
-    assert checks["served"] == {n: "segment.analytics." + n for n in ("request", "utils", "consumer", "version", "oauth_manager")}
+    assert checks["served"] == {
+        n: "segment.analytics." + n
+        for n in ("request", "utils", "consumer", "version", "oauth_manager")
+    }
     assert checks["same"] is True
     assert checks["patched"] == [True, True]
     assert checks["version"] == [True, True]
@@ -144,6 +162,29 @@ def test_segments_submodules_and_patch_targets_stay_segments_own():
 def test_client_has_segments_attributes():
     from analytics_posthog import Client
 
-    client = Client("wk", "https://events.example", False, 1000, False, print, True, 3, True, 4.5, {"https": "p:1"})
-    assert (client.write_key, client.host, client.debug, client.send, client.on_error) == ("wk", "https://events.example", False, False, print)
-    assert (client.gzip, client.sync_mode, client.timeout, client.proxies) == (True, True, 4.5, {"https": "p:1"})
+    client = Client(
+        "wk",
+        "https://events.example",
+        False,
+        1000,
+        False,
+        print,
+        True,
+        3,
+        True,
+        4.5,
+        {"https": "p:1"},
+    )
+    assert (client.write_key, client.host, client.debug, client.send, client.on_error) == (
+        "wk",
+        "https://events.example",
+        False,
+        False,
+        print,
+    )
+    assert (client.gzip, client.sync_mode, client.timeout, client.proxies) == (
+        True,
+        True,
+        4.5,
+        {"https": "p:1"},
+    )

@@ -29,7 +29,9 @@ def test_package_imports_no_clients_and_no_pytest() -> None:
         "print([m for m in ('posthog', 'segment', 'pytest', 'requests', 'analytics_posthog') if m in sys.modules])\n"
         "with mod.CaptureServer() as s: print(s.url.startswith('http://127.0.0.1:'))\n"
     ) % (str(package / "__init__.py"), str(package))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=20, check=True
+    )
     assert out.stdout.split("\n")[:2] == ["[]", "True"], out.stderr
 
 
@@ -39,11 +41,17 @@ def test_cli_server_serves_what_it_captured() -> None:
         ph = posthog.Client("phc_test", host=url, sync_mode=True)
         sent = ph.capture("signed up", distinct_id="u1", properties={"plan": "pro"})
         ph.shutdown()
-        ok, message = SegmentClient("wk", host=url, sync_mode=True).track("u1", "Order Completed", {"total": 3})
+        ok, message = SegmentClient("wk", host=url, sync_mode=True).track(
+            "u1", "Order Completed", {"total": 3}
+        )
         assert ok
 
         (event,) = get_json(url + "/_captured/events")
-        assert (event["uuid"], event["event"], event["properties"]["plan"]) == (sent, "signed up", "pro")
+        assert (event["uuid"], event["event"], event["properties"]["plan"]) == (
+            sent,
+            "signed up",
+            "pro",
+        )
         (segment,) = get_json(url + "/_captured/segment")
         assert (segment["messageId"], segment["event"]) == (message["messageId"], "Order Completed")
         requests = get_json(url + "/_captured/requests")
@@ -64,8 +72,15 @@ def test_cli_server_serves_what_it_captured() -> None:
 
 def test_count_only_cli_server_counts_and_takes_faults() -> None:
     with cli_server("--count-only") as url:
-        assert post(url + "/batch/", {"api_key": "k", "batch": [raw_event(), raw_event()]})[0] == 200
-        assert post(url + "/v1/batch", {"writeKey": "wk", "batch": [{"type": "track", "event": "e"}]})[0] == 200
+        assert (
+            post(url + "/batch/", {"api_key": "k", "batch": [raw_event(), raw_event()]})[0] == 200
+        )
+        assert (
+            post(url + "/v1/batch", {"writeKey": "wk", "batch": [{"type": "track", "event": "e"}]})[
+                0
+            ]
+            == 200
+        )
         assert get_json(url + "/_stats") == {"events": 2, "segment": 1, "requests": 2, "failed": 0}
         status, body = get(url + "/_captured/events")
         assert status == 409 and "count-only" in body["detail"]
@@ -90,7 +105,16 @@ def test_pytest_plugin_provides_fixture(tmp_path: Path) -> None:
     registered = any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
     plugin_args = [] if registered else ["-p", PLUGIN]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", *plugin_args, "-p", "no:cacheprovider", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            *plugin_args,
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path),
+        ],
         cwd=str(tmp_path),
         env=with_repo_on_path(),
         capture_output=True,

@@ -53,9 +53,16 @@ def test_an_int_too_long_for_json_raises_at_the_call_as_in_segment(where):
 
 @needs_limit
 @pytest.mark.parametrize("sync_mode", [False, True])
-def test_after_an_int_too_long_flush_returns_and_later_events_arrive(capture_server, segment_server, sync_mode):
+def test_after_an_int_too_long_flush_returns_and_later_events_arrive(
+    capture_server, segment_server, sync_mode
+):
     client = Client(
-        "wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url, sync_mode=sync_mode, upload_interval=0.05
+        "wk",
+        host=segment_server.url,
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        sync_mode=sync_mode,
+        upload_interval=0.05,
     )
     client.track("u1", "Before")
     with pytest.raises(ValueError):
@@ -68,7 +75,9 @@ def test_after_an_int_too_long_flush_returns_and_later_events_arrive(capture_ser
 
 
 @pytest.mark.parametrize("sync_mode", [False, True], ids=["queued", "sync"])
-def test_a_message_only_the_segment_legs_fields_take_over_the_limit_is_reported(capture_server, segment_server, sync_mode):
+def test_a_message_only_the_segment_legs_fields_take_over_the_limit_is_reported(
+    capture_server, segment_server, sync_mode
+):
     """The call fits (Segment's client accepts it too), but with
     ``integrations.PostHog = false`` it is over Segment's limit: Segment's
     consumer would drop it and never join again."""
@@ -94,12 +103,18 @@ def test_a_message_only_the_segment_legs_fields_take_over_the_limit_is_reported(
     assert [(type(error), batch) for error, batch in errors] == [(Unsendable, ["Near the limit"])]
     assert "over Segment's" in str(errors[0][0])
     stats = client.stats()
-    assert (stats["segment"]["failed"], stats["segment"]["queued"], stats["posthog"]["failed"]) == (1, 0, 0)
+    assert (stats["segment"]["failed"], stats["segment"]["queued"], stats["posthog"]["failed"]) == (
+        1,
+        0,
+        0,
+    )
     assert (stats["segment"]["delivered"], stats["posthog"]["delivered"]) == (1, 2)
     assert finishes(client.shutdown)
 
 
-@pytest.mark.parametrize("integrations", [{}, {"Amplitude": True}, {"All": False, "Mixpanel": {"x": 1}}])
+@pytest.mark.parametrize(
+    "integrations", [{}, {"Amplitude": True}, {"All": False, "Mixpanel": {"x": 1}}]
+)
 def test_the_segment_legs_fields_add_at_most_the_margin(integrations):
     msg = Client(send=False).track("u1", "e", {"n": 1}, integrations=integrations)[1]
     grown = message.json_size(segment_message(msg)) - message.json_size(msg)
@@ -125,23 +140,35 @@ def test_ordinary_messages_keep_the_marshal_path(monkeypatch):
     checked = []
     monkeypatch.setattr(message, "json_size", lambda msg: checked.append(msg) or 0)
     client = Client(send=False)
-    client.track("u1", "Order", {"total": 10**18, "ids": [2**63, -(2**70)], "url": "https://example.com/" + "p" * 300})
+    client.track(
+        "u1",
+        "Order",
+        {"total": 10**18, "ids": [2**63, -(2**70)], "url": "https://example.com/" + "p" * 300},
+    )
     client.track("u1", "Page", {"title": "l" * 40, "path": "/" * 5, "referrer": "x" * 1500})
     assert checked == []
 
 
-def test_a_near_limit_message_is_sized_again_whatever_else_shares_its_message_id(capture_server, segment_server):
+def test_a_near_limit_message_is_sized_again_whatever_else_shares_its_message_id(
+    capture_server, segment_server
+):
     """Callers choose message ids: a second message with the same id, turned
     away by our full queue, must not spare the queued one its second sizing
     (which would reach Segment's consumer, be dropped there, and wedge
     ``flush()``)."""
-    base = message.json_size(Client(send=False).track("u1", "Near the limit", {"pad": ""}, message_id="X")[1])
+    base = message.json_size(
+        Client(send=False).track("u1", "Near the limit", {"pad": ""}, message_id="X")[1]
+    )
     near = {"pad": "x" * (MAX_MSG_SIZE - base - 4)}
     capture_server.hang(1, leg="posthog")
     errors = []
     client = Client(
-        "wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url,
-        max_queue_size=1, on_error=lambda error, batch: errors.append(error),
+        "wk",
+        host=segment_server.url,
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        max_queue_size=1,
+        on_error=lambda error, batch: errors.append(error),
     )
     results = [client.track("u1", "Near the limit", near, message_id="X")[0] for _ in range(20)]
     assert results.count(False) > 0
@@ -152,14 +179,20 @@ def test_a_near_limit_message_is_sized_again_whatever_else_shares_its_message_id
 
 
 @pytest.mark.parametrize("sync_mode", [True, False], ids=["sync", "queued"])
-def test_every_call_of_any_shape_that_returns_true_reaches_both_legs(capture_server, segment_server, sync_mode):
+def test_every_call_of_any_shape_that_returns_true_reaches_both_legs(
+    capture_server, segment_server, sync_mode
+):
     """Seeded random calls of every shape a caller can pass (``shapes``): each
     fails at the call exactly when Segment's own client fails it, and
     otherwise arrives once on each leg, with nothing reported to ``on_error``."""
     errors = []
     client = Client(
-        "wk", host=segment_server.url, posthog_api_key="phc_test", posthog_host=capture_server.url,
-        sync_mode=sync_mode, on_error=lambda error, batch: errors.append(error),
+        "wk",
+        host=segment_server.url,
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        sync_mode=sync_mode,
+        on_error=lambda error, batch: errors.append(error),
     )
     segment = SegmentClient("wk", send=False)
     accepted = 0
@@ -174,7 +207,11 @@ def test_every_call_of_any_shape_that_returns_true_reaches_both_legs(capture_ser
         accepted += outcomes[1] is True
     assert finishes(client.flush)
     assert accepted > 0
-    assert len(capture_server.wait_for_events(accepted)) == len(segment_server.wait_for_segment(accepted)) == accepted
+    assert (
+        len(capture_server.wait_for_events(accepted))
+        == len(segment_server.wait_for_segment(accepted))
+        == accepted
+    )
     assert capture_server.event_count == segment_server.segment_count == accepted
     assert errors == []
     assert finishes(client.shutdown)

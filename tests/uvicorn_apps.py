@@ -36,7 +36,13 @@ async def without_lifespan(scope, receive, send):
     if scope["type"] != "http":
         raise ValueError("only HTTP, not %s" % scope["type"])
     body = burst(int(scope["path"].rsplit("/", 1)[1]))
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

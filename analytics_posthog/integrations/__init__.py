@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Union
 
 import analytics_posthog
-from analytics_posthog.client_ip import Trust, parse_trust
 from analytics_posthog import request_context
+from analytics_posthog.client_ip import Trust, parse_trust
 from analytics_posthog.request_context import RequestContext
 
 log = logging.getLogger("analytics_posthog")
@@ -33,7 +34,7 @@ MODULE_SETTINGS = {
 
 #: Paths that never get an automatic page call: static files and health checks
 #: are not pages anyone visits.
-DEFAULT_PAGE_SKIP: Tuple[Union[str, "re.Pattern[str]"], ...] = (
+DEFAULT_PAGE_SKIP: tuple[str | re.Pattern[str], ...] = (
     "/static/",
     "/media/",
     "/favicon.ico",
@@ -44,7 +45,7 @@ DEFAULT_PAGE_SKIP: Tuple[Union[str, "re.Pattern[str]"], ...] = (
     "/ping",
 )
 
-PageSkip = Tuple[Union[str, "re.Pattern[str]"], ...]
+PageSkip = tuple[Union[str, "re.Pattern[str]"], ...]
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class HookOptions:
     trusted_proxies: Trust = 0
     #: Take the user id of calls that name nobody from the framework's authenticated
     #: user (``True``), or from this callable (Flask); off: no personal data unasked.
-    capture_user_id: Union[bool, Callable[[], Any]] = False
+    capture_user_id: bool | Callable[[], Any] = False
     #: One Segment ``page`` call per successful HTML response.
     page_calls: bool = False
     #: Path prefixes (str) or patterns (matched at the start) that get no page call.
@@ -65,7 +66,7 @@ class HookOptions:
     flush_per_request: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any], source: str) -> "HookOptions":
+    def from_settings(cls, settings: Mapping[str, Any], source: str) -> HookOptions:
         """The hook settings among ``settings`` (upper-case names); the module
         settings among them are left to ``module_settings``.
 
@@ -74,7 +75,10 @@ class HookOptions:
         """
         unknown = sorted(set(settings) - KNOWN_SETTINGS)
         if unknown:
-            raise ValueError("%s: unknown setting(s) %s; known: %s" % (source, ", ".join(unknown), ", ".join(sorted(KNOWN_SETTINGS))))
+            raise ValueError(
+                "%s: unknown setting(s) %s; known: %s"
+                % (source, ", ".join(unknown), ", ".join(sorted(KNOWN_SETTINGS)))
+            )
         return cls(
             trusted_proxies=parse_trust(settings.get("TRUSTED_PROXIES")),
             capture_user_id=settings.get("CAPTURE_USER_ID", False),
@@ -83,25 +87,38 @@ class HookOptions:
             flush_per_request=bool(settings.get("FLUSH_PER_REQUEST", False)),
         )
 
-    def wants_page_call(self, status: int, content_type: Optional[str], path: str) -> bool:
+    def wants_page_call(self, status: int, content_type: str | None, path: str) -> bool:
         if not self.page_calls or not 200 <= status < 300:
             return False
         if not (content_type or "").lower().startswith("text/html"):
             return False
-        return not any(path.startswith(skip) if isinstance(skip, str) else skip.match(path) for skip in self.page_skip)
+        return not any(
+            path.startswith(skip) if isinstance(skip, str) else skip.match(path)
+            for skip in self.page_skip
+        )
 
 
 #: Every name a hook's settings may hold.
-KNOWN_SETTINGS = frozenset(MODULE_SETTINGS) | {"TRUSTED_PROXIES", "CAPTURE_USER_ID", "PAGE_CALLS", "PAGE_SKIP", "FLUSH_PER_REQUEST"}
+KNOWN_SETTINGS = frozenset(MODULE_SETTINGS) | {
+    "TRUSTED_PROXIES",
+    "CAPTURE_USER_ID",
+    "PAGE_CALLS",
+    "PAGE_SKIP",
+    "FLUSH_PER_REQUEST",
+}
 
 
-def module_settings(settings: Mapping[str, Any]) -> Dict[str, Any]:
+def module_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The module settings (``posthog_api_key``, ...) named in a hook's
     settings, as ``analytics_posthog.configure()`` takes them."""
-    return {MODULE_SETTINGS[name]: value for name, value in settings.items() if name in MODULE_SETTINGS}
+    return {
+        MODULE_SETTINGS[name]: value for name, value in settings.items() if name in MODULE_SETTINGS
+    }
 
 
-def response_done(options: HookOptions, request: RequestContext, status: int, content_type: Optional[str]) -> None:
+def response_done(
+    options: HookOptions, request: RequestContext, status: int, content_type: str | None
+) -> None:
     """The automatic page call, made while the request's context is still active.
 
     A request that names nobody (no authenticated user opted in, no posthog-js

@@ -19,7 +19,8 @@ queued when the server shuts down, whether or not the app speaks lifespan
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, Iterable, Optional, Union
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote
 
 from analytics_posthog import integrations, request_context
@@ -42,7 +43,7 @@ class AnalyticsMiddleware:
         self,
         app: ASGIApp,
         *,
-        trusted_proxies: Union[None, int, str, Iterable[str]] = None,
+        trusted_proxies: None | int | str | Iterable[str] = None,
         capture_user_id: bool = False,
         page_calls: bool = False,
         page_skip: PageSkip = DEFAULT_PAGE_SKIP,
@@ -65,13 +66,17 @@ class AnalyticsMiddleware:
             await self.app(scope, receive, send)
             return
         context = request_context.safely(lambda: self._context(scope))
-        response: Dict[str, Any] = {}
+        response: dict[str, Any] = {}
 
         async def send_and_watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
                 response["content_type"] = next(
-                    (value.decode("latin-1") for name, value in message.get("headers", ()) if name.lower() == b"content-type"),
+                    (
+                        value.decode("latin-1")
+                        for name, value in message.get("headers", ())
+                        if name.lower() == b"content-type"
+                    ),
                     None,
                 )
             await send(message)
@@ -80,7 +85,9 @@ class AnalyticsMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
             if "status" in response:
-                integrations.response_done(self.options, context, response["status"], response["content_type"])
+                integrations.response_done(
+                    self.options, context, response["status"], response["content_type"]
+                )
         finally:
             request_context.reset(token)
         if self.options.flush_per_request:
@@ -104,16 +111,16 @@ class AnalyticsMiddleware:
         )
 
 
-def _headers(scope: Scope) -> Dict[str, str]:
+def _headers(scope: Scope) -> dict[str, str]:
     """Request headers by lower-case name; repeated headers joined as HTTP allows (``X-Forwarded-For`` chains)."""
-    headers: Dict[str, str] = {}
+    headers: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
         headers[name] = headers[name] + ", " + value if name in headers else value
     return headers
 
 
-def _url(scope: Scope, host: Optional[str], path: str, query: str) -> Optional[str]:
+def _url(scope: Scope, host: str | None, path: str, query: str) -> str | None:
     scheme = scope.get("scheme", "http")
     if not host:
         server = scope.get("server")
@@ -121,7 +128,9 @@ def _url(scope: Scope, host: Optional[str], path: str, query: str) -> Optional[s
             return None
         name, port = server
         name = "[%s]" % name if ":" in name else name
-        host = name if port == _DEFAULT_PORTS.get(scheme) or port is None else "%s:%s" % (name, port)
+        host = (
+            name if port == _DEFAULT_PORTS.get(scheme) or port is None else "%s:%s" % (name, port)
+        )
     return "%s://%s%s%s" % (scheme, host, path, "?" + query if query else "")
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Any, Dict, Optional
+from typing import Any
 
 from celery import Celery, signals
 
@@ -55,7 +55,7 @@ class Analytics:
     """``client``: the ``Client`` whose queue a prefork child delivers as it
     exits; the module's default client when not given."""
 
-    def __init__(self, app: Optional[Celery] = None, client: Optional[Client] = None) -> None:
+    def __init__(self, app: Celery | None = None, client: Client | None = None) -> None:
         self.client = client
         if app is not None:
             self.init_app(app)
@@ -68,7 +68,7 @@ class Analytics:
         signals.task_postrun.connect(end_task, weak=False, dispatch_uid=uid)
         signals.worker_process_shutdown.connect(self._child_exiting, weak=False, dispatch_uid=uid)
 
-    def _client(self) -> Optional[Client]:
+    def _client(self) -> Client | None:
         return self.client if self.client is not None else analytics_posthog.default_client
 
     def _child_exiting(self, **_: Any) -> None:
@@ -97,7 +97,7 @@ class Analytics:
             log.exception("analytics_posthog: delivery at the end of a Celery child failed")
 
 
-def carry(headers: Optional[Dict[str, Any]] = None, **_: Any) -> None:
+def carry(headers: dict[str, Any] | None = None, **_: Any) -> None:
     """``before_task_publish``: the caller's visitor into the task's headers.
 
     Written both at the top level and in the nested ``headers``, the only
@@ -109,7 +109,7 @@ def carry(headers: Optional[Dict[str, Any]] = None, **_: Any) -> None:
     current = visitor.current()
     if current is None:
         return
-    carried: Dict[str, Optional[str]] = {
+    carried: dict[str, str | None] = {
         DISTINCT_ID_HEADER: current.user_id or current.anonymous_id,
         SESSION_ID_HEADER: current.context.get("sessionId"),
         ID_TYPE_HEADER: USER_ID if current.user_id else None,
@@ -144,14 +144,14 @@ def end_task(task: Any = None, **_: Any) -> None:
         log.debug("analytics_posthog: a task's visitor ended in another context than it started in")
 
 
-def received(request: Any) -> Optional[RequestContext]:
+def received(request: Any) -> RequestContext | None:
     """The visitor a task's headers carry (ours or posthog's), or ``None``."""
     if request is None:
         return None
     nested = getattr(request, "headers", None)
-    headers: Dict[str, Any] = nested if isinstance(nested, dict) else {}
+    headers: dict[str, Any] = nested if isinstance(nested, dict) else {}
 
-    def header(name: str) -> Optional[str]:
+    def header(name: str) -> str | None:
         return sanitise_id(headers.get(name, getattr(request, name, None)))
 
     distinct_id, session_id = header(DISTINCT_ID_HEADER), header(SESSION_ID_HEADER)

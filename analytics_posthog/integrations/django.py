@@ -16,7 +16,8 @@ thread hop of its own (Django's ``sync_and_async_middleware`` pattern).
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Mapping, Optional, Union
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.apps import AppConfig, apps
@@ -68,7 +69,7 @@ def _configured() -> Mapping[str, Any]:
     return getattr(settings, SETTING, None) or {}
 
 
-GetResponse = Callable[[HttpRequest], Union[HttpResponseBase, Awaitable[HttpResponseBase]]]
+GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 
 
 class AnalyticsMiddleware:
@@ -79,9 +80,12 @@ class AnalyticsMiddleware:
         self.get_response = get_response
         configured = _configured()
         self.options = HookOptions.from_settings(configured, "settings." + SETTING)
-        if integrations.module_settings(configured) and not apps.is_installed(AnalyticsPostHogConfig.name):
+        if integrations.module_settings(configured) and not apps.is_installed(
+            AnalyticsPostHogConfig.name
+        ):
             raise ImproperlyConfigured(
-                "settings.%s names keys or hosts, which apply from start-up: add %r to INSTALLED_APPS" % (SETTING, APP)
+                "settings.%s names keys or hosts, which apply from start-up: add %r to INSTALLED_APPS"
+                % (SETTING, APP)
             )
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
@@ -90,11 +94,15 @@ class AnalyticsMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        context = request_context.safely(lambda: self._context(request, request.user if self.options.capture_user_id else None))
+        context = request_context.safely(
+            lambda: self._context(request, request.user if self.options.capture_user_id else None)
+        )
         token = request_context.activate(context)
         try:
             response: Any = self.get_response(request)
-            integrations.response_done(self.options, context, response.status_code, response.get("Content-Type"))
+            integrations.response_done(
+                self.options, context, response.status_code, response.get("Content-Type")
+            )
             _stream_with(response, context)
         finally:
             request_context.reset(token)
@@ -107,12 +115,16 @@ class AnalyticsMiddleware:
         if self.options.capture_user_id:
             # request.user would query the session backend synchronously.
             auser = getattr(request, "auser", None)
-            user = await auser() if auser is not None else await sync_to_async(lambda: request.user)()
+            user = (
+                await auser() if auser is not None else await sync_to_async(lambda: request.user)()
+            )
         context = request_context.safely(lambda: self._context(request, user))
         token = request_context.activate(context)
         try:
             response = await self.get_response(request)  # type: ignore[misc]
-            integrations.response_done(self.options, context, response.status_code, response.get("Content-Type"))
+            integrations.response_done(
+                self.options, context, response.status_code, response.get("Content-Type")
+            )
             _stream_with(response, context)
         finally:
             request_context.reset(token)
@@ -141,12 +153,14 @@ def _stream_with(response: HttpResponseBase, context: RequestContext) -> None:
     if not isinstance(response, StreamingHttpResponse) or isinstance(response, FileResponse):
         return
     if response.is_async:
-        response.streaming_content = request_context.activated_async(response.streaming_content, context)
+        response.streaming_content = request_context.activated_async(
+            response.streaming_content, context
+        )
     else:
         response.streaming_content = request_context.activated(response.streaming_content, context)
 
 
-def _absolute_url(request: HttpRequest) -> Optional[str]:
+def _absolute_url(request: HttpRequest) -> str | None:
     """The URL as Django resolves it (``USE_X_FORWARDED_HOST``, ``SECURE_PROXY_SSL_HEADER``)."""
     try:
         return request.build_absolute_uri()

@@ -10,7 +10,7 @@ there to ``analytics_posthog.configure()``.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
@@ -23,13 +23,17 @@ EXTENSION = "analytics_posthog"
 
 
 class Analytics:
-    def __init__(self, app: Optional[Flask] = None) -> None:
+    def __init__(self, app: Flask | None = None) -> None:
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        settings = {key[len(PREFIX) :]: value for key, value in app.config.items() if key.startswith(PREFIX)}
-        app.extensions[EXTENSION] = HookOptions.from_settings(settings, "app.config " + PREFIX + "*")
+        settings = {
+            key[len(PREFIX) :]: value for key, value in app.config.items() if key.startswith(PREFIX)
+        }
+        app.extensions[EXTENSION] = HookOptions.from_settings(
+            settings, "app.config " + PREFIX + "*"
+        )
         analytics_posthog.configure(**integrations.module_settings(settings))
         app.before_request(_start)
         app.after_request(_response)
@@ -59,13 +63,15 @@ def _start() -> None:
 def _response(response: Response) -> Response:
     started = g.get("_analytics_posthog")
     if started is not None:
-        integrations.response_done(_options(), started[0], response.status_code, response.content_type)
+        integrations.response_done(
+            _options(), started[0], response.status_code, response.content_type
+        )
         if response.is_streamed and not response.direct_passthrough:
             response.response = request_context.activated(response.response, started[0])
     return response
 
 
-def _end(error: Optional[BaseException]) -> None:
+def _end(error: BaseException | None) -> None:
     started = g.pop("_analytics_posthog", None)
     if started is None:
         return

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable, List, MutableMapping, Set
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from analytics_posthog import integrations
 
@@ -36,8 +37,8 @@ _SHUTDOWN_ANSWERS = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.
 
 async def lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     """Run the app's lifespan, delivering before shutdown completes; answer it for an app that does not."""
-    received: List[str] = []
-    answered: Set[str] = set()
+    received: list[str] = []
+    answered: set[str] = set()
 
     async def app_receive() -> Message:
         message = await receive()
@@ -58,7 +59,9 @@ async def lifespan(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> 
             if "lifespan.shutdown" in received and not answered & _SHUTDOWN_ANSWERS:
                 await deliver()
             raise
-        log.info("analytics_posthog: the app does not handle ASGI lifespan (it raised); the hook answers it, to deliver at shutdown")
+        log.info(
+            "analytics_posthog: the app does not handle ASGI lifespan (it raised); the hook answers it, to deliver at shutdown"
+        )
         log.debug("analytics_posthog: the app's lifespan error", exc_info=True)
     if answered:
         return

@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from typing import Any, Callable, Optional, TypeVar, Union, overload
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 import analytics_posthog
 from analytics_posthog.client import Client
@@ -39,10 +40,12 @@ def flush_after(handler: Handler) -> Handler: ...
 
 
 @overload
-def flush_after(*, client: Optional[Client] = None) -> Callable[[Handler], Handler]: ...
+def flush_after(*, client: Client | None = None) -> Callable[[Handler], Handler]: ...
 
 
-def flush_after(handler: Optional[Handler] = None, *, client: Optional[Client] = None) -> Union[Handler, Callable[[Handler], Handler]]:
+def flush_after(
+    handler: Handler | None = None, *, client: Client | None = None
+) -> Handler | Callable[[Handler], Handler]:
     """Decorate ``handler`` (sync or async) so ``client`` (default: the module's
     default client) has delivered everything before the handler's result or
     exception reaches the platform."""
@@ -51,7 +54,7 @@ def flush_after(handler: Optional[Handler] = None, *, client: Optional[Client] =
     return _wrap(handler, client)
 
 
-def _wrap(handler: Handler, client: Optional[Client]) -> Handler:
+def _wrap(handler: Handler, client: Client | None) -> Handler:
     def flush() -> None:
         target = client if client is not None else analytics_posthog.default_client
         if target is not None:

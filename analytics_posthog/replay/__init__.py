@@ -40,8 +40,18 @@ from analytics_posthog.replay.run import (
 )
 
 __all__ = [
-    "EXIT_DELIVERY", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_REJECTS", "EXIT_USAGE", "TYPES", "Options",
-    "export", "parse_moment", "parse_timestamp", "parse_types", "replay",
+    "EXIT_DELIVERY",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REJECTS",
+    "EXIT_USAGE",
+    "TYPES",
+    "Options",
+    "export",
+    "parse_moment",
+    "parse_timestamp",
+    "parse_types",
+    "replay",
 ]
 
 

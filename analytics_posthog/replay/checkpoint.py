@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 VERSION = 1
 
@@ -31,12 +31,12 @@ class State:
     day: str = ""
     done: int = 0
     complete: bool = False
-    sent: Dict[str, int] = field(default_factory=dict)
+    sent: dict[str, int] = field(default_factory=dict)
     #: From the run that read the input: its lines, rejects, and exit code.
     lines: int = 0
     rejected_lines: int = 0
     rejected_files: int = 0
-    rejects: Optional[str] = None
+    rejects: str | None = None
     exit_code: int = 0
 
     @property
@@ -44,7 +44,7 @@ class State:
         return sum(self.sent.values())
 
 
-def load(path: str) -> Optional[State]:
+def load(path: str) -> State | None:
     """The saved state, ``None`` if there is none yet, ``CheckpointError`` if it is damaged."""
     try:
         with open(path, encoding="utf-8") as f:

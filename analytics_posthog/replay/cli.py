@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from datetime import date, datetime, timezone
-from typing import Any, Tuple
+from typing import Any
 
 from analytics_posthog.replay.lines import TYPES
 
@@ -28,21 +28,30 @@ def parse_moment(value: str) -> datetime:
             return datetime.combine(date.fromisoformat(value), datetime.min.time(), timezone.utc)
         return parse_timestamp(value)
     except ValueError:
-        raise ValueError("not an ISO date or datetime: %r (e.g. 2024-05-17 or 2024-05-17T09:30:00Z)" % value) from None
+        raise ValueError(
+            "not an ISO date or datetime: %r (e.g. 2024-05-17 or 2024-05-17T09:30:00Z)" % value
+        ) from None
 
 
-def parse_types(value: str) -> Tuple[str, ...]:
+def parse_types(value: str) -> tuple[str, ...]:
     types = tuple(t.strip().lower() for t in value.split(",") if t.strip())
     unknown = [t for t in types if t not in TYPES]
     if unknown or not types:
-        raise ValueError("unknown type %s: choose from %s" % (", ".join(unknown) or "(none)", ",".join(TYPES)))
+        raise ValueError(
+            "unknown type %s: choose from %s" % (", ".join(unknown) or "(none)", ",".join(TYPES))
+        )
     return types
 
 
 def posthog_arguments(parser: argparse.ArgumentParser) -> None:
     """The PostHog key and host options (replay, and the doctor command)."""
-    parser.add_argument("--posthog-api-key", help="PostHog project key (default: POSTHOG_API_KEY, POSTHOG_PROJECT_API_KEY)")
-    parser.add_argument("--posthog-host", help="PostHog host (default: POSTHOG_HOST, else https://us.i.posthog.com)")
+    parser.add_argument(
+        "--posthog-api-key",
+        help="PostHog project key (default: POSTHOG_API_KEY, POSTHOG_PROJECT_API_KEY)",
+    )
+    parser.add_argument(
+        "--posthog-host", help="PostHog host (default: POSTHOG_HOST, else https://us.i.posthog.com)"
+    )
 
 
 def add_commands(commands: Any) -> None:
@@ -54,11 +63,31 @@ def add_commands(commands: Any) -> None:
         + EXIT_CODES,
     )
     _input_arguments(replay)
-    replay.add_argument("--dry-run", action="store_true", help="print the PostHog events as JSON lines, send nothing")
-    replay.add_argument("--rate", type=positive_float, metavar="N", help="at most N events per second (default 1000)")
-    replay.add_argument("--limit", type=_positive_int, metavar="N", help="stop after sending N events (a re-run goes on)")
-    replay.add_argument("--checkpoint", metavar="FILE", help="resume file (default: <first PATH>.replay-checkpoint.json)")
-    replay.add_argument("--restart", action="store_true", help="ignore the checkpoint and send everything again")
+    replay.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the PostHog events as JSON lines, send nothing",
+    )
+    replay.add_argument(
+        "--rate",
+        type=positive_float,
+        metavar="N",
+        help="at most N events per second (default 1000)",
+    )
+    replay.add_argument(
+        "--limit",
+        type=_positive_int,
+        metavar="N",
+        help="stop after sending N events (a re-run goes on)",
+    )
+    replay.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="resume file (default: <first PATH>.replay-checkpoint.json)",
+    )
+    replay.add_argument(
+        "--restart", action="store_true", help="ignore the checkpoint and send everything again"
+    )
     posthog_arguments(replay)
 
     export = commands.add_parser(
@@ -67,21 +96,47 @@ def add_commands(commands: Any) -> None:
         "managed migrations",
         description="Write the events replay would send (same uuids, timestamps, properties) as gzipped JSON lines "
         "in PostHog's event format, one file per UTC day (YYYY-MM-DD.jsonl.gz), for a PostHog managed migration "
-        "(content type PostHog). " + EXIT_CODES.replace("sent", "written").replace(", 3 PostHog did not accept a batch", ""),
+        "(content type PostHog). "
+        + EXIT_CODES.replace("sent", "written").replace(", 3 PostHog did not accept a batch", ""),
     )
     _input_arguments(export)
-    export.add_argument("--out", required=True, metavar="DIR", help="directory, s3:// or gs:// URL for the day files")
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="directory, s3:// or gs:// URL for the day files",
+    )
 
 
 def _input_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, - (stdin), s3:// or gs:// URL")
-    parser.add_argument("--since", type=_moment, help="only messages at or after this ISO date/datetime (UTC if no zone)")
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="file, directory, - (stdin), s3:// or gs:// URL"
+    )
+    parser.add_argument(
+        "--since",
+        type=_moment,
+        help="only messages at or after this ISO date/datetime (UTC if no zone)",
+    )
     parser.add_argument("--until", type=_moment, help="only messages before this ISO date/datetime")
-    parser.add_argument("--types", type=_types, help="comma list of track,identify,page,screen,group,alias")
-    parser.add_argument("--group-type", help="PostHog group type for group calls (default segment_group)")
-    parser.add_argument("--rejects", metavar="FILE", help="rejects file (default: <first PATH>.rejects.jsonl)")
-    parser.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="read with N processes (default 1)")
-    parser.add_argument("--endpoint-url", help="S3-compatible endpoint for s3:// (default: AWS_ENDPOINT_URL)")
+    parser.add_argument(
+        "--types", type=_types, help="comma list of track,identify,page,screen,group,alias"
+    )
+    parser.add_argument(
+        "--group-type", help="PostHog group type for group calls (default segment_group)"
+    )
+    parser.add_argument(
+        "--rejects", metavar="FILE", help="rejects file (default: <first PATH>.rejects.jsonl)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="read with N processes (default 1)",
+    )
+    parser.add_argument(
+        "--endpoint-url", help="S3-compatible endpoint for s3:// (default: AWS_ENDPOINT_URL)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,8 +169,13 @@ def run(args: argparse.Namespace) -> int:
             )
             return package.EXIT_USAGE
         options = package.Options(
-            api_key=keys.posthog_api_key, host=keys.posthog_host, dry_run=args.dry_run,
-            rate=args.rate or DEFAULT_RATE, checkpoint=args.checkpoint, restart=args.restart, limit=args.limit,
+            api_key=keys.posthog_api_key,
+            host=keys.posthog_host,
+            dry_run=args.dry_run,
+            rate=args.rate or DEFAULT_RATE,
+            checkpoint=args.checkpoint,
+            restart=args.restart,
+            limit=args.limit,
             **common,
         )
         return package.replay(options)
@@ -139,7 +199,7 @@ def _moment(value: str) -> datetime:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _types(value: str) -> Tuple[str, ...]:
+def _types(value: str) -> tuple[str, ...]:
     try:
         return parse_types(value)
     except ValueError as error:

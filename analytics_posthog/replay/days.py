@@ -13,7 +13,7 @@ import gzip
 import os
 import re
 import shutil
-from typing import Dict, Iterator, List, Sequence
+from collections.abc import Iterator, Sequence
 
 SUFFIX = ".jsonl.gz"
 _DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}" + re.escape(SUFFIX) + "$")
@@ -31,8 +31,8 @@ class DayWriter:
     def __init__(self, directory: str, level: int) -> None:
         self.directory = directory
         self.level = level
-        self.buffers: Dict[str, List[bytes]] = {}
-        self.sizes: Dict[str, int] = {}
+        self.buffers: dict[str, list[bytes]] = {}
+        self.sizes: dict[str, int] = {}
         self.buffered = 0
 
     def add(self, day: str, data: bytes) -> None:
@@ -60,7 +60,7 @@ class DayWriter:
             self._flush(day)
 
 
-def days(directory: str) -> List[str]:
+def days(directory: str) -> list[str]:
     """The days with a file in ``directory``, oldest first."""
     return sorted(name[: -len(SUFFIX)] for name in os.listdir(directory) if _DAY_FILE.match(name))
 

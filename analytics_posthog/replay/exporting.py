@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from datetime import datetime, timezone
-from typing import List, TextIO
+from typing import TextIO
 
 from analytics_posthog.replay import remote
 from analytics_posthog.replay.days import SUFFIX, day_file, days
@@ -54,11 +54,13 @@ def export(options: Options, err: TextIO) -> int:
     rejects = Rejects(options.rejects or own_file(options, REJECTS_SUFFIX), err)
     progress = Progress(err, "export")
     stats = ScanStats()
-    written: List[str] = []
+    written: list[str] = []
     interrupted = False
     work = tempfile.mkdtemp(prefix=".export-", dir=None if remote.is_url(out) else out)
     try:
-        stats = read_input(options, listed, work, datetime.now(timezone.utc), EXPORT_LEVEL, rejects, progress)
+        stats = read_input(
+            options, listed, work, datetime.now(timezone.utc), EXPORT_LEVEL, rejects, progress
+        )
         rejects.close(complete=True)
         written = _publish(work, out)
     except KeyboardInterrupt:
@@ -68,15 +70,24 @@ def export(options: Options, err: TextIO) -> int:
         progress.end()
         shutil.rmtree(work, ignore_errors=True)
     code = exit_code(bool(rejects.lines or rejects.files), interrupted)
-    lines = summary_lines("export", "wrote", stats, stats.events if not interrupted else {},
-                          time.monotonic() - started, rejects, interrupted)
+    lines = summary_lines(
+        "export",
+        "wrote",
+        stats,
+        stats.events if not interrupted else {},
+        time.monotonic() - started,
+        rejects,
+        interrupted,
+    )
     if written:
-        lines.append("  %d day files in %s, %s to %s" % (len(written), out, written[0], written[-1]))
+        lines.append(
+            "  %d day files in %s, %s to %s" % (len(written), out, written[0], written[-1])
+        )
     err.write("\n".join(lines) + "\n")
     return code
 
 
-def _publish(work: str, out: str) -> List[str]:
+def _publish(work: str, out: str) -> list[str]:
     """Move (or upload) the finished day files into ``out``; their names, oldest first."""
     names = [day + SUFFIX for day in days(work)]
     if remote.is_url(out):

@@ -8,9 +8,10 @@ replay sends, byte for byte.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any
 
 import posthog
 
@@ -45,11 +46,11 @@ class Rejected(Exception):
 class Filters:
     group_type: str
     types: Sequence[str] = TYPES
-    since: Optional[datetime] = None
-    until: Optional[datetime] = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
-def parse_line(line: bytes) -> Dict[str, Any]:
+def parse_line(line: bytes) -> dict[str, Any]:
     """A line as a replayable Segment message, or ``Rejected`` saying why.
     NaN and infinities (not JSON, though Python writes them) become null."""
     try:
@@ -60,7 +61,11 @@ def parse_line(line: bytes) -> Dict[str, Any]:
         raise Rejected("not a JSON object")
     type_ = msg.get("type")
     if type_ not in TYPES:
-        raise Rejected("unknown type %r (expected one of %s)" % (type_, ", ".join(TYPES)) if type_ else "no type")
+        raise Rejected(
+            "unknown type %r (expected one of %s)" % (type_, ", ".join(TYPES))
+            if type_
+            else "no type"
+        )
     if not msg.get("messageId"):
         raise Rejected("no messageId (the event uuid is derived from it)")
     msg["messageId"] = str(msg["messageId"])
@@ -97,7 +102,7 @@ class Converter:
         self.filters = filters
         self.cutoff = now - HISTORICAL_AFTER
 
-    def convert(self, line: bytes) -> Tuple[str, Any]:
+    def convert(self, line: bytes) -> tuple[str, Any]:
         """``(EVENT, (day, type, json_bytes))``, ``(FILTERED|EXCLUDED, None)``,
         or ``Rejected``."""
         msg = parse_line(line)
@@ -113,7 +118,9 @@ class Converter:
         if event is None:  # its integrations exclude PostHog
             return EXCLUDED, None
         moment = event.timestamp
-        if (filters.since is not None and moment < filters.since) or (filters.until is not None and moment >= filters.until):
+        if (filters.since is not None and moment < filters.since) or (
+            filters.until is not None and moment >= filters.until
+        ):
             return FILTERED, None
         if moment > self.cutoff:
             raise Rejected(

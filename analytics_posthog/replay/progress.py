@@ -4,7 +4,7 @@ a plain line every ``PLAIN_EVERY_SECONDS`` otherwise (logs of a batch job)."""
 from __future__ import annotations
 
 import time
-from typing import Optional, TextIO
+from typing import TextIO
 
 PLAIN_EVERY_SECONDS = 10.0
 TTY_EVERY_SECONDS = 0.2
@@ -18,7 +18,15 @@ class Progress:
         self.last = 0.0
         self.drawn = False
 
-    def show(self, phase: str, done: int, unit: str, started: float, fraction: Optional[float], force: bool = False) -> None:
+    def show(
+        self,
+        phase: str,
+        done: int,
+        unit: str,
+        started: float,
+        fraction: float | None,
+        force: bool = False,
+    ) -> None:
         """``done`` units in ``phase`` since ``started``; ``fraction`` of the
         phase finished, when known, gives a percentage and an ETA."""
         now = time.monotonic()

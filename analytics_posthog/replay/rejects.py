@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import IO, Optional, Sequence, TextIO
+from collections.abc import Sequence
+from typing import IO, TextIO
 
 #: Rejected lines named on stderr per run (or per --jobs part); all are in the file.
 SHOWN = 20
@@ -23,7 +24,7 @@ class Rejects:
         self.err = err
         self.lines = 0
         self.files = 0
-        self._file: Optional[IO[str]] = None
+        self._file: IO[str] | None = None
 
     @property
     def written(self) -> bool:

@@ -10,7 +10,8 @@ see it too).
 from __future__ import annotations
 
 import os
-from typing import IO, Any, Iterator, Tuple
+from collections.abc import Iterator
+from typing import IO, Any
 
 #: URL schemes read through fsspec; each is also the name of the extra that installs it.
 SCHEMES = frozenset({"s3", "gs"})
@@ -20,7 +21,7 @@ def is_url(path: str) -> bool:
     return path.split("://", 1)[0] in SCHEMES and "://" in path
 
 
-def filesystem(url: str) -> Tuple[Any, str]:
+def filesystem(url: str) -> tuple[Any, str]:
     """(fsspec filesystem, path inside it); a ``UsageError`` naming the extra to
     install when fsspec or the store's driver is missing."""
     from analytics_posthog.replay.sources import UsageError
@@ -29,7 +30,9 @@ def filesystem(url: str) -> Tuple[Any, str]:
     try:
         import fsspec
     except ImportError:
-        raise UsageError("%s needs fsspec: pip install 'analytics-posthog[%s]'" % (url, scheme)) from None
+        raise UsageError(
+            "%s needs fsspec: pip install 'analytics-posthog[%s]'" % (url, scheme)
+        ) from None
     options = {}
     # Passed explicitly as well: botocore releases before 1.31 ignore the variable.
     endpoint = os.environ.get("AWS_ENDPOINT_URL") if scheme == "s3" else None
@@ -38,10 +41,12 @@ def filesystem(url: str) -> Tuple[Any, str]:
     try:
         return fsspec.core.url_to_fs(url, **options)
     except ImportError as error:
-        raise UsageError("%s: %s (pip install 'analytics-posthog[%s]')" % (url, error, scheme)) from None
+        raise UsageError(
+            "%s: %s (pip install 'analytics-posthog[%s]')" % (url, error, scheme)
+        ) from None
 
 
-def list_files(url: str) -> Iterator[Tuple[str, int]]:
+def list_files(url: str) -> Iterator[tuple[str, int]]:
     """Every file under ``url`` (or the one file it names), in name order,
     skipping hidden names, as (url, size)."""
     fs, path = filesystem(url)

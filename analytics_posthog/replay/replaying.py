@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timezone
-from typing import List, Optional, TextIO
+from typing import TextIO
 
 from analytics_posthog.replay import checkpoint as checkpoints
 from analytics_posthog.replay.checkpoint import CheckpointError, State
@@ -60,7 +60,7 @@ class Replay:
         #: What earlier runs recorded as sent, for the checkpoint's running total.
         self.earlier: Counter = Counter()
         self.resumed = 0
-        self.error: Optional[Exception] = None
+        self.error: Exception | None = None
 
     def run(self) -> int:
         try:
@@ -74,7 +74,11 @@ class Replay:
         if state is not None and state.complete:
             return self._already_done(state)
         self.earlier = Counter(state.sent if state else {})
-        now = datetime.fromisoformat(state.cutoff) + HISTORICAL_AFTER if state else datetime.now(timezone.utc)
+        now = (
+            datetime.fromisoformat(state.cutoff) + HISTORICAL_AFTER
+            if state
+            else datetime.now(timezone.utc)
+        )
         if state is None and keep:
             state = State(inputs, (now - HISTORICAL_AFTER).isoformat())
         interrupted = False
@@ -82,7 +86,9 @@ class Replay:
         complete = False
         with tempfile.TemporaryDirectory(prefix="analytics-posthog-replay-") as spool:
             try:
-                stats = read_input(self.options, listed, spool, now, SPOOL_LEVEL, self.rejects, self.progress)
+                stats = read_input(
+                    self.options, listed, spool, now, SPOOL_LEVEL, self.rejects, self.progress
+                )
                 self.rejects.close(complete=True)
                 if self.options.dry_run:
                     complete = self._print(spool, stats)
@@ -93,13 +99,15 @@ class Replay:
             finally:
                 self.rejects.close(complete=False)
                 self.progress.end()
-        code = exit_code(bool(self.rejects.lines or self.rejects.files), interrupted, self.error is not None)
+        code = exit_code(
+            bool(self.rejects.lines or self.rejects.files), interrupted, self.error is not None
+        )
         if state is not None:
             self._record(state, stats, complete, code)
         self._summary(stats, state, interrupted)
         return code
 
-    def _state(self, inputs: str) -> Optional[State]:
+    def _state(self, inputs: str) -> State | None:
         if self.options.restart:
             return None
         state = checkpoints.load(self.checkpoint_path)
@@ -132,13 +140,13 @@ class Replay:
         self.sent.update(stats.events)
         return True
 
-    def _send(self, spool: str, state: Optional[State], total: int) -> bool:
+    def _send(self, spool: str, state: State | None, total: int) -> bool:
         """True when every event went out; False when stopped (limit, error)."""
         options = self.options
         sink = PostHogSink(options.api_key or "", options.host or "")
         throttle = Throttle(options.rate)
         started = time.monotonic()
-        pending: List[str] = []
+        pending: list[str] = []
         last = time.monotonic()
         day, done = "", 0
         try:
@@ -155,7 +163,10 @@ class Replay:
                         self.resumed += 1
                         done = index
                         continue
-                    if options.limit is not None and self.sent_count + len(pending) >= options.limit:
+                    if (
+                        options.limit is not None
+                        and self.sent_count + len(pending) >= options.limit
+                    ):
                         self._commit(sink, pending, state, day, done)
                         return False
                     event = json.loads(line)
@@ -165,12 +176,17 @@ class Replay:
                         return False
                     pending.append(TYPE_OF_EVENT.get(event["event"], "track"))
                     done = index
-                    if len(pending) >= CHECKPOINT_EVERY_EVENTS or time.monotonic() - last >= CHECKPOINT_EVERY_SECONDS:
+                    if (
+                        len(pending) >= CHECKPOINT_EVERY_EVENTS
+                        or time.monotonic() - last >= CHECKPOINT_EVERY_SECONDS
+                    ):
                         if not self._commit(sink, pending, state, day, done):
                             return False
                         last = time.monotonic()
                     sent = self.sent_count + len(pending)
-                    self.progress.show("sent", sent, "events", started, (sent + self.resumed) / max(total, 1))
+                    self.progress.show(
+                        "sent", sent, "events", started, (sent + self.resumed) / max(total, 1)
+                    )
                 if not self._commit(sink, pending, state, day, done):
                     return False
             return True
@@ -185,7 +201,9 @@ class Replay:
     def sent_count(self) -> int:
         return sum(self.sent.values())
 
-    def _commit(self, sink: PostHogSink, pending: List[str], state: Optional[State], day: str, done: int) -> bool:
+    def _commit(
+        self, sink: PostHogSink, pending: list[str], state: State | None, day: str, done: int
+    ) -> bool:
         """Flush posthog, then count and record what it accepted; False (and
         nothing recorded) when it did not accept a batch."""
         error = sink.flush()
@@ -211,19 +229,31 @@ class Replay:
         state.sent = dict(self.earlier + self.sent)
         checkpoints.save(self.checkpoint_path, state)
 
-    def _summary(self, stats: ScanStats, state: Optional[State], interrupted: bool) -> None:
+    def _summary(self, stats: ScanStats, state: State | None, interrupted: bool) -> None:
         verb = "would send" if self.options.dry_run else "sent"
-        lines = summary_lines("replay", verb, stats, self.sent, time.monotonic() - self.started, self.rejects, interrupted)
+        lines = summary_lines(
+            "replay",
+            verb,
+            stats,
+            self.sent,
+            time.monotonic() - self.started,
+            self.rejects,
+            interrupted,
+        )
         if self.resumed:
-            lines.append("  resumed: %d events already sent by an earlier run were skipped (checkpoint %s)"
-                         % (self.resumed, self.checkpoint_path))
+            lines.append(
+                "  resumed: %d events already sent by an earlier run were skipped (checkpoint %s)"
+                % (self.resumed, self.checkpoint_path)
+            )
         if state is not None and not state.complete and self.error is None and not interrupted:
-            lines.append("  stopped at --limit: the same command without --limit goes on from checkpoint %s"
-                         % self.checkpoint_path)
+            lines.append(
+                "  stopped at --limit: the same command without --limit goes on from checkpoint %s"
+                % self.checkpoint_path
+            )
         if self.error is not None:
             lines.append(
                 "  STOPPED: PostHog did not accept a batch (%s). Checkpoint %s holds the last accepted "
-                "event; fix the cause and run the same command again to go on." % (self.error, self.checkpoint_path)
+                "event; fix the cause and run the same command again to go on."
+                % (self.error, self.checkpoint_path)
             )
         self.err.write("\n".join(lines) + "\n")
-

@@ -7,9 +7,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import List, Optional, Sequence
 
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 from analytics_posthog.replay import remote
@@ -35,24 +35,23 @@ EXIT_DELIVERY = 3
 EXIT_INTERRUPTED = 130
 
 
-
 @dataclass(frozen=True)
 class Options:
     paths: Sequence[str]
-    api_key: Optional[str] = None
-    host: Optional[str] = None
+    api_key: str | None = None
+    host: str | None = None
     group_type: str = DEFAULT_GROUP_TYPE
     dry_run: bool = False
-    since: Optional[datetime] = None
-    until: Optional[datetime] = None
+    since: datetime | None = None
+    until: datetime | None = None
     types: Sequence[str] = TYPES
     rate: float = DEFAULT_RATE
-    checkpoint: Optional[str] = None
+    checkpoint: str | None = None
     restart: bool = False
-    limit: Optional[int] = None
-    rejects: Optional[str] = None
+    limit: int | None = None
+    rejects: str | None = None
     jobs: int = 1
-    out: Optional[str] = None
+    out: str | None = None
 
     @property
     def filters(self) -> Filters:
@@ -70,7 +69,7 @@ def own_file(options: Options, suffix: str) -> str:
     return first.rstrip("/\\") + suffix
 
 
-def list_input(options: Options) -> List[Listed]:
+def list_input(options: Options) -> list[Listed]:
     check_paths(options.paths)
     return list(listing(options.paths))
 
@@ -78,14 +77,22 @@ def list_input(options: Options) -> List[Listed]:
 def fingerprint(listed: Sequence[Listed], options: Options) -> str:
     """The input (every file's name and size) and the filters, for telling
     whether a checkpoint belongs to this run."""
-    items = [[os.path.abspath(i.path) if isinstance(i, Source) else i.path, getattr(i, "size", None)] for i in listed]
+    items = [
+        [os.path.abspath(i.path) if isinstance(i, Source) else i.path, getattr(i, "size", None)]
+        for i in listed
+    ]
     filters = [options.group_type, list(options.types), str(options.since), str(options.until)]
     return hashlib.sha256(json.dumps([items, filters]).encode()).hexdigest()
 
 
 def read_input(
-    options: Options, listed: Sequence[Listed], directory: str, now: datetime, level: int,
-    rejects: Rejects, progress: Progress,
+    options: Options,
+    listed: Sequence[Listed],
+    directory: str,
+    now: datetime,
+    level: int,
+    rejects: Rejects,
+    progress: Progress,
 ) -> ScanStats:
     """Every line of the input converted into day files in ``directory``."""
     stats = ScanStats()
@@ -98,9 +105,18 @@ def read_input(
 
     sources = [item for item in listed if isinstance(item, Source)]
     if options.jobs > 1 and len(sources) > 1 and STDIN not in options.paths:
-        scan_parallel(listed, options.filters, now, options.jobs, directory, level, rejects, stats, tick)
+        scan_parallel(
+            listed, options.filters, now, options.jobs, directory, level, rejects, stats, tick
+        )
     else:
-        scan(listed, Converter(options.filters, now), DayWriter(directory, level), rejects, stats, tick)
+        scan(
+            listed,
+            Converter(options.filters, now),
+            DayWriter(directory, level),
+            rejects,
+            stats,
+            tick,
+        )
     if progress.tty:
         progress.show("read", stats.lines, "lines", started, 1.0 if total else None, force=True)
         progress.end()
@@ -116,15 +132,31 @@ def exit_code(rejected: bool, interrupted: bool = False, refused: bool = False) 
 
 
 def summary_lines(
-    command: str, verb: str, stats: ScanStats, sent: dict, elapsed: float, rejects: Rejects, interrupted: bool,
-) -> List[str]:
+    command: str,
+    verb: str,
+    stats: ScanStats,
+    sent: dict,
+    elapsed: float,
+    rejects: Rejects,
+    interrupted: bool,
+) -> list[str]:
     total = sum(sent.values())
     per_type = ", ".join("%s %d" % (t, sent[t]) for t in TYPES if sent.get(t))
     elapsed = max(elapsed, 1e-9)
     lines = [
         "%s %s: %d lines read, %s %d events (%s) in %.1fs: %.0f lines/s read, %.0f events/s %s"
-        % (command, "interrupted" if interrupted else "done", stats.lines, verb, total, per_type or "none",
-           elapsed, stats.lines / elapsed, total / elapsed, verb),
+        % (
+            command,
+            "interrupted" if interrupted else "done",
+            stats.lines,
+            verb,
+            total,
+            per_type or "none",
+            elapsed,
+            stats.lines / elapsed,
+            total / elapsed,
+            verb,
+        ),
     ]
     rejected = "  rejected %d lines" % rejects.lines
     if rejects.files:

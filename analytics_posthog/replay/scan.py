@@ -14,10 +14,10 @@ import multiprocessing
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, List, Sequence, Tuple
 
 from analytics_posthog.replay.days import DayWriter, merge
 from analytics_posthog.replay.lines import EVENT, FILTERED, Converter, Filters, Rejected
@@ -42,7 +42,7 @@ class ScanStats:
     excluded: int = 0
     bytes_done: int = 0
 
-    def add(self, other: "ScanStats") -> None:
+    def add(self, other: ScanStats) -> None:
         self.lines += other.lines
         self.events.update(other.events)
         self.filtered += other.filtered
@@ -108,7 +108,7 @@ def scan_parallel(
     tick: Callable[[], None],
 ) -> None:
     parts = _cut(listed, jobs * PARTS_PER_JOB)
-    dirs: List[str] = []
+    dirs: list[str] = []
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = []
         for index, part in enumerate(parts):
@@ -128,7 +128,7 @@ def scan_parallel(
 
 def _scan_part(
     listed: Sequence[Listed], filters: Filters, now: datetime, directory: str, level: int
-) -> Tuple[ScanStats, int, int]:
+) -> tuple[ScanStats, int, int]:
     stats = ScanStats()
     rejects = Rejects(os.path.join(directory, "rejects.jsonl"), sys.stderr)
     try:
@@ -138,13 +138,13 @@ def _scan_part(
     return stats, rejects.lines, rejects.files
 
 
-def _cut(listed: Sequence[Listed], count: int) -> List[List[Listed]]:
+def _cut(listed: Sequence[Listed], count: int) -> list[list[Listed]]:
     """Consecutive runs of about equal bytes."""
     sizes = [item.size or 0 if isinstance(item, Source) else 0 for item in listed]
     target = max(sum(sizes) / max(count, 1), 1)
-    parts: List[List[Listed]] = [[]]
+    parts: list[list[Listed]] = [[]]
     filled = 0.0
-    for item, size in zip(listed, sizes):
+    for item, size in zip(listed, sizes, strict=False):
         if filled >= target and parts[-1]:
             parts.append([])
             filled = 0.0

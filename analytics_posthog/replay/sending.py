@@ -12,7 +12,7 @@ only what it must carry itself: name, distinct id, uuid).
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import posthog
 
@@ -33,8 +33,8 @@ DEFAULT_RATE = 1000.0
 
 class PostHogSink:
     def __init__(self, api_key: str, host: str) -> None:
-        self.errors: List[Exception] = []
-        self._event: Dict[str, Any] = {}
+        self.errors: list[Exception] = []
+        self._event: dict[str, Any] = {}
         self.client = posthog.Client(
             api_key,
             host=host,
@@ -48,17 +48,22 @@ class PostHogSink:
             before_send=self._as_exported,
         )
 
-    def _as_exported(self, msg: Dict[str, Any]) -> Dict[str, Any]:
+    def _as_exported(self, msg: dict[str, Any]) -> dict[str, Any]:
         msg["properties"] = self._event["properties"]
         msg["timestamp"] = self._event["timestamp"]
         return msg
 
-    def send(self, event: Dict[str, Any]) -> bool:
+    def send(self, event: dict[str, Any]) -> bool:
         """Queue one event; ``False`` when posthog refused it."""
         self._event = event
-        return self.client.capture(event["event"], distinct_id=event["distinct_id"], uuid=event["uuid"]) is not None
+        return (
+            self.client.capture(
+                event["event"], distinct_id=event["distinct_id"], uuid=event["uuid"]
+            )
+            is not None
+        )
 
-    def flush(self) -> Optional[Exception]:
+    def flush(self) -> Exception | None:
         """Wait until posthog delivered (or gave up on) everything queued; the
         first error since the last flush, if any."""
         self.client.flush(timeout_seconds=None)

@@ -14,8 +14,9 @@ import os
 import stat
 import sys
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Iterator, List, Optional, Sequence, Tuple, Union, cast
+from typing import IO, cast
 
 from analytics_posthog.replay import remote
 
@@ -38,7 +39,7 @@ class Source:
     """One file to read (a local path, a URL, or ``-`` for stdin)."""
 
     path: str
-    size: Optional[int]
+    size: int | None
 
     @property
     def name(self) -> str:
@@ -57,7 +58,7 @@ class Damaged(Exception):
     """Raised by ``read_lines`` after the readable head of a damaged file."""
 
 
-Listed = Union[Source, Unreadable]
+Listed = Source | Unreadable
 
 
 def check_paths(paths: Sequence[str]) -> None:
@@ -84,7 +85,9 @@ def listing(paths: Sequence[str]) -> Iterator[Listed]:
             except UsageError:
                 raise
             except Exception as error:  # OSError, or the store's own (botocore's, google's) errors
-                raise UsageError("%s: cannot list (%s: %s)" % (path, type(error).__name__, error)) from None
+                raise UsageError(
+                    "%s: cannot list (%s: %s)" % (path, type(error).__name__, error)
+                ) from None
             for url, size in found:
                 yield Source(url, size)
         elif os.path.isdir(path):
@@ -94,14 +97,26 @@ def listing(paths: Sequence[str]) -> Iterator[Listed]:
 
 
 def _walk(top: str) -> Iterator[Listed]:
-    problems: List[Unreadable] = []
-    walker = os.walk(top, onerror=lambda error: problems.append(Unreadable(error.filename or top, _reason(top, error))))
+    problems: list[Unreadable] = []
+    walker = os.walk(
+        top,
+        onerror=lambda error: problems.append(
+            Unreadable(error.filename or top, _reason(top, error))
+        ),
+    )
     for root, dirs, files in walker:
         yield from problems
         problems.clear()
-        for name in sorted(d for d in dirs if not d.startswith(".") and os.path.islink(os.path.join(root, d))):
-            yield Unreadable(os.path.join(root, name), "symbolic link to a directory, not followed (give its target as a PATH)")
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
+        for name in sorted(
+            d for d in dirs if not d.startswith(".") and os.path.islink(os.path.join(root, d))
+        ):
+            yield Unreadable(
+                os.path.join(root, name),
+                "symbolic link to a directory, not followed (give its target as a PATH)",
+            )
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d))
+        )
         for name in sorted(files):
             if not name.startswith(".") and not name.endswith(OWN_SUFFIXES):
                 yield _entry(os.path.join(root, name))
@@ -126,13 +141,13 @@ def _reason(path: str, error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def total_bytes(listed: Sequence[Listed]) -> Optional[int]:
+def total_bytes(listed: Sequence[Listed]) -> int | None:
     """Bytes to read (compressed size for gzip), for the ETA; unknown with stdin."""
     sizes = [item.size for item in listed if isinstance(item, Source)]
-    return None if any(size is None for size in sizes) else sum(cast(List[int], sizes))
+    return None if any(size is None for size in sizes) else sum(cast(list[int], sizes))
 
 
-def read_lines(source: Source) -> Iterator[Tuple[int, bytes, int]]:
+def read_lines(source: Source) -> Iterator[tuple[int, bytes, int]]:
     """(line number, line, bytes of the file read so far); gzip is detected by
     its magic bytes, so ``.json`` files that are really gzip work too.
 
@@ -164,7 +179,8 @@ def read_lines(source: Source) -> Iterator[Tuple[int, bytes, int]]:
             ) from None
         except Exception as error:  # OSError, or a remote store's own errors mid-file
             raise Damaged(
-                "read error after line %d (%s: %s): the rest of the file is skipped" % (number, type(error).__name__, error)
+                "read error after line %d (%s: %s): the rest of the file is skipped"
+                % (number, type(error).__name__, error)
             ) from None
     finally:
         if source.path != STDIN:

@@ -24,4 +24,3 @@ from .endpoints import LEG_POSTHOG, LEG_SEGMENT, CapturedRequest
 from .server import CaptureServer
 
 __all__ = ["CaptureServer", "CapturedRequest", "LEG_POSTHOG", "LEG_SEGMENT", "main"]
-

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .server import CaptureServer
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Print ``listening on http://HOST:PORT``, then serve until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(
         prog="python -m analytics_posthog.testing",
@@ -24,7 +25,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--count-only", action="store_true", help="count events without storing them (benchmarks)")
+    parser.add_argument(
+        "--count-only", action="store_true", help="count events without storing them (benchmarks)"
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any, Callable, Dict, List
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .endpoints import error_body
 
@@ -29,14 +30,14 @@ if TYPE_CHECKING:
     from .handler import Handler
     from .server import CaptureServer
 
-_CAPTURED: Dict[str, Callable[["CaptureServer"], List[Any]]] = {
+_CAPTURED: dict[str, Callable[[CaptureServer], list[Any]]] = {
     "/_captured/events": lambda cap: cap.events,
     "/_captured/segment": lambda cap: cap.segment_messages,
     "/_captured/requests": lambda cap: [dataclasses.asdict(r) for r in cap.requests],
 }
 
 
-def get(handler: "Handler", cap: "CaptureServer", route: str) -> None:
+def get(handler: Handler, cap: CaptureServer, route: str) -> None:
     """Answer a GET (every GET is a control route)."""
     if route == "/_stats":
         handler.send(200, _json(cap.stats()))
@@ -45,15 +46,18 @@ def get(handler: "Handler", cap: "CaptureServer", route: str) -> None:
     if captured is None:
         handler.send(404, error_body(404, "no route for GET %s" % route))
     elif not cap.keep:
-        handler.send(409, error_body(409, "this server only counts (--count-only): it stores nothing to show"))
+        handler.send(
+            409,
+            error_body(409, "this server only counts (--count-only): it stores nothing to show"),
+        )
     else:
         handler.send(200, _json(captured(cap)))
 
 
-def post(handler: "Handler", cap: "CaptureServer", route: str, raw: bytes) -> None:
+def post(handler: Handler, cap: CaptureServer, route: str, raw: bytes) -> None:
     """Answer a POST to a route starting with ``/_``."""
     try:
-        args: Dict[str, Any] = json.loads(raw) if raw.strip() else {}
+        args: dict[str, Any] = json.loads(raw) if raw.strip() else {}
         if not isinstance(args, dict):
             raise ValueError("control body must be a JSON object")
         if route == "/_reset":

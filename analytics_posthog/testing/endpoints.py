@@ -28,7 +28,7 @@ import json
 import zlib
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 LEG_POSTHOG = "posthog"
 LEG_SEGMENT = "segment"
@@ -42,8 +42,11 @@ SEGMENT_BATCH = "batch"
 SEGMENT_SINGLE = "single"
 
 #: Route (path without trailing slash) -> (leg, body kind).
-ROUTES: Dict[str, Tuple[str, str]] = {
-    **{path: (LEG_POSTHOG, V0) for path in ("/batch", "/i/v0/ai/batch", "/e", "/i/v0/e", "/capture")},
+ROUTES: dict[str, tuple[str, str]] = {
+    **{
+        path: (LEG_POSTHOG, V0)
+        for path in ("/batch", "/i/v0/ai/batch", "/e", "/i/v0/e", "/capture")
+    },
     "/i/v1/analytics/events": (LEG_POSTHOG, V1),
     **{path: (LEG_POSTHOG, OTLP) for path in ("/i/v1/traces", "/i/v1/metrics", "/i/v1/logs")},
     **{path: (LEG_SEGMENT, SEGMENT_BATCH) for path in ("/v1/batch", "/v1/import")},
@@ -74,16 +77,16 @@ class CapturedRequest:
 
     method: str
     path: str
-    headers: Dict[str, str]
+    headers: dict[str, str]
     body: Any
     status: int
     leg: str
-    key: Optional[str]
+    key: str | None
     gzip: bool
-    encoding: Optional[str]
+    encoding: str | None
     count: int
     delivered: bool
-    peer: Tuple[str, int]
+    peer: tuple[str, int]
 
 
 class BadRequest(Exception):
@@ -122,7 +125,7 @@ def format_retry_after(seconds: float) -> str:
     return repr(float(seconds))
 
 
-def decode_body(raw: bytes, encoding: Optional[str]) -> Any:
+def decode_body(raw: bytes, encoding: str | None) -> Any:
     """The JSON in ``raw``, decompressed as ``Content-Encoding`` says."""
     if encoding in (None, "", "identity"):
         data = raw
@@ -149,7 +152,7 @@ def decode_body(raw: bytes, encoding: Optional[str]) -> Any:
         raise BadRequest(400, "invalid JSON: %s" % exc) from None
 
 
-def items(leg: str, kind: str, body: Any) -> List[Any]:
+def items(leg: str, kind: str, body: Any) -> list[Any]:
     """The events or messages a decoded body carries."""
     if leg == LEG_SEGMENT:
         return _segment_items(body, kind == SEGMENT_SINGLE)
@@ -160,9 +163,9 @@ def items(leg: str, kind: str, body: Any) -> List[Any]:
     return _posthog_items(body)[0]
 
 
-def request_key(leg: str, body: Any, headers: Any) -> Optional[str]:
+def request_key(leg: str, body: Any, headers: Any) -> str | None:
     """The project key (PostHog) or write key (Segment) a request was sent with."""
-    key: Optional[str] = None
+    key: str | None = None
     if leg == LEG_SEGMENT:
         if isinstance(body, dict):
             key = body.get("writeKey")
@@ -177,13 +180,15 @@ def request_key(leg: str, body: Any, headers: Any) -> Optional[str]:
     return key or _bearer(headers)
 
 
-def ok_body(leg: str, kind: str, delivered: List[Any]) -> bytes:
+def ok_body(leg: str, kind: str, delivered: list[Any]) -> bytes:
     """The success answer each client expects."""
     if leg == LEG_SEGMENT:
         return _OK_SEGMENT
     if kind == V1:
         results = {
-            str(e.get("uuid")): {"result": "ok"} for e in delivered if isinstance(e, dict) and e.get("uuid")
+            str(e.get("uuid")): {"result": "ok"}
+            for e in delivered
+            if isinstance(e, dict) and e.get("uuid")
         }
         return json.dumps({"results": results}).encode("utf-8")
     if kind == OTLP:
@@ -191,14 +196,14 @@ def ok_body(leg: str, kind: str, delivered: List[Any]) -> bytes:
     return _OK_POSTHOG
 
 
-def _bearer(headers: Any) -> Optional[str]:
+def _bearer(headers: Any) -> str | None:
     auth = headers.get("Authorization") or ""
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
     return None
 
 
-def _basic_user(headers: Any) -> Optional[str]:
+def _basic_user(headers: Any) -> str | None:
     auth = headers.get("Authorization") or ""
     if auth[:6].lower() == "basic ":
         try:
@@ -209,7 +214,7 @@ def _basic_user(headers: Any) -> Optional[str]:
     return None
 
 
-def _posthog_items(body: Any) -> Tuple[List[Any], Optional[str]]:
+def _posthog_items(body: Any) -> tuple[list[Any], str | None]:
     """Events and api key from any of the posthog batch/single shapes."""
     if isinstance(body, list):
         key = None
@@ -234,7 +239,7 @@ def _posthog_items(body: Any) -> Tuple[List[Any], Optional[str]]:
     raise BadRequest(400, 'body has neither "batch" nor "event"')
 
 
-def _segment_items(body: Any, single: bool) -> List[Any]:
+def _segment_items(body: Any, single: bool) -> list[Any]:
     if not isinstance(body, dict):
         raise BadRequest(400, "body must be a JSON object")
     if single:

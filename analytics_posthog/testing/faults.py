@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
 
 from .endpoints import LEGS
 
@@ -27,11 +27,11 @@ class Rule:
 
     kind: str
     status: int = 503
-    retry_after: Optional[float] = None
-    remaining: Optional[int] = None
-    until: Optional[float] = None
+    retry_after: float | None = None
+    remaining: int | None = None
+    until: float | None = None
     delay: float = 0.0
-    release: Optional[threading.Event] = None
+    release: threading.Event | None = None
 
 
 class FaultInjection:
@@ -41,17 +41,17 @@ class FaultInjection:
     """
 
     def __init__(self) -> None:
-        self._rules: Dict[str, Rule] = {}
+        self._rules: dict[str, Rule] = {}
         self._rules_lock = threading.Lock()
 
     def fail(
         self,
         status: int = 503,
         *,
-        leg: Optional[str] = None,
-        times: Optional[int] = None,
-        seconds: Optional[float] = None,
-        retry_after: Optional[float] = None,
+        leg: str | None = None,
+        times: int | None = None,
+        seconds: float | None = None,
+        retry_after: float | None = None,
     ) -> None:
         """Answer ``status`` with a JSON error body (and ``Retry-After`` if given).
 
@@ -61,9 +61,14 @@ class FaultInjection:
         """
         status = int(status)
         remaining, until = _window(times, seconds)
-        self._arm(leg, lambda: Rule(FAIL, status=status, retry_after=retry_after, remaining=remaining, until=until))
+        self._arm(
+            leg,
+            lambda: Rule(
+                FAIL, status=status, retry_after=retry_after, remaining=remaining, until=until
+            ),
+        )
 
-    def hang(self, seconds: float, *, leg: Optional[str] = None, times: Optional[int] = None) -> None:
+    def hang(self, seconds: float, *, leg: str | None = None, times: int | None = None) -> None:
         """Delay each response on the leg by ``seconds``, then answer normally.
 
         Lasts until ``restore()`` (or for the next ``times`` requests per leg).
@@ -73,9 +78,13 @@ class FaultInjection:
         """
         delay = float(seconds)
         remaining, _ = _window(times, None)
-        self._arm(leg, lambda: Rule(HANG, delay=delay, remaining=remaining, release=threading.Event()))
+        self._arm(
+            leg, lambda: Rule(HANG, delay=delay, remaining=remaining, release=threading.Event())
+        )
 
-    def drop(self, *, leg: Optional[str] = None, times: Optional[int] = None, seconds: Optional[float] = None) -> None:
+    def drop(
+        self, *, leg: str | None = None, times: int | None = None, seconds: float | None = None
+    ) -> None:
         """Read the request, then close the connection without answering.
 
         The per-leg stand-in for ``refuse()``: clients see a connection error
@@ -84,7 +93,7 @@ class FaultInjection:
         remaining, until = _window(times, seconds)
         self._arm(leg, lambda: Rule(DROP, remaining=remaining, until=until))
 
-    def _arm(self, leg: Optional[str], make: Callable[[], Rule]) -> None:
+    def _arm(self, leg: str | None, make: Callable[[], Rule]) -> None:
         legs = _legs(leg)
         with self._rules_lock:
             for name in legs:
@@ -93,7 +102,7 @@ class FaultInjection:
                     old.release.set()
                 self._rules[name] = make()
 
-    def _take_rule(self, leg: str) -> Optional[Rule]:
+    def _take_rule(self, leg: str) -> Rule | None:
         """The rule this request on ``leg`` meets, if any (using up one of its ``times``)."""
         with self._rules_lock:
             rule = self._rules.get(leg)
@@ -117,7 +126,7 @@ class FaultInjection:
             self._rules.clear()
 
 
-def _legs(leg: Optional[str]) -> Tuple[str, ...]:
+def _legs(leg: str | None) -> tuple[str, ...]:
     if leg is None:
         return LEGS
     if leg not in LEGS:
@@ -125,7 +134,7 @@ def _legs(leg: Optional[str]) -> Tuple[str, ...]:
     return (leg,)
 
 
-def _window(times: Optional[int], seconds: Optional[float]) -> Tuple[Optional[int], Optional[float]]:
+def _window(times: int | None, seconds: float | None) -> tuple[int | None, float | None]:
     if times is not None and times < 1:
         raise ValueError("times must be >= 1 (or None)")
     until = None if seconds is None else time.monotonic() + float(seconds)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any
 
 from . import control, endpoints
 from .faults import DROP, HANG, Rule
@@ -22,7 +23,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "analytics-posthog-capture/1"
     sys_version = ""
-    server: "HTTPServer"
+    server: HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
@@ -61,7 +62,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
-    def send(self, status: int, payload: bytes, extra: Sequence[Tuple[str, str]] = ()) -> None:
+    def send(self, status: int, payload: bytes, extra: Sequence[tuple[str, str]] = ()) -> None:
         self.send_response_only(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -70,11 +71,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         # end_headers() would flush the headers as a packet of their own.
-        buffered: List[bytes] = self._headers_buffer  # type: ignore[has-type]
+        buffered: list[bytes] = self._headers_buffer  # type: ignore[has-type]
         buffered.append(b"\r\n")
         buffered.append(payload)
         self.wfile.write(b"".join(buffered))
-        self._headers_buffer: List[bytes] = []
+        self._headers_buffer: list[bytes] = []
 
     def drop(self) -> None:
         """Close the connection without answering."""
@@ -124,39 +125,59 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if kind == endpoints.OTLP:
                 body = _lenient(raw, encoding)  # protobuf or empty: fine, nothing to count
-                delivered: List[Any] = []
+                delivered: list[Any] = []
             else:
                 body = endpoints.decode_body(raw, encoding)
                 delivered = endpoints.items(leg, kind, body)
         except endpoints.BadRequest as exc:
-            cap._record(self._captured(cap, path, None, exc.status, leg, encoding, 0, False), leg, None, False)
+            cap._record(
+                self._captured(cap, path, None, exc.status, leg, encoding, 0, False),
+                leg,
+                None,
+                False,
+            )
             self.send(exc.status, endpoints.error_body(exc.status, exc.message))
             return
-        cap._record(self._captured(cap, path, body, 200, leg, encoding, len(delivered), True), leg, delivered, True)
+        cap._record(
+            self._captured(cap, path, body, 200, leg, encoding, len(delivered), True),
+            leg,
+            delivered,
+            True,
+        )
         self.send(200, endpoints.ok_body(leg, kind, delivered))
 
-    def _fault(self, cap: "CaptureServer", rule: Rule, path: str, raw: bytes, leg: str, encoding: Optional[str]) -> None:
+    def _fault(
+        self, cap: CaptureServer, rule: Rule, path: str, raw: bytes, leg: str, encoding: str | None
+    ) -> None:
         """A failed attempt: nothing is delivered; it is logged, then answered or dropped."""
         status = 0 if rule.kind == DROP else rule.status
         body = _lenient(raw, encoding) if cap._keep else None
-        cap._record(self._captured(cap, path, body, status, leg, encoding, 0, False), leg, None, False)
+        cap._record(
+            self._captured(cap, path, body, status, leg, encoding, 0, False), leg, None, False
+        )
         if rule.kind == DROP:
             self.drop()
             return
-        extra = [] if rule.retry_after is None else [("Retry-After", endpoints.format_retry_after(rule.retry_after))]
-        self.send(status, endpoints.error_body(status, "simulated %s from capture server" % status), extra)
+        extra = (
+            []
+            if rule.retry_after is None
+            else [("Retry-After", endpoints.format_retry_after(rule.retry_after))]
+        )
+        self.send(
+            status, endpoints.error_body(status, "simulated %s from capture server" % status), extra
+        )
 
     def _captured(
         self,
-        cap: "CaptureServer",
+        cap: CaptureServer,
         path: str,
         body: Any,
         status: int,
         leg: str,
-        encoding: Optional[str],
+        encoding: str | None,
         count: int,
         delivered: bool,
-    ) -> Optional[endpoints.CapturedRequest]:
+    ) -> endpoints.CapturedRequest | None:
         """The request as recorded (``None`` for a server that only counts)."""
         if not cap._keep:
             return None
@@ -176,7 +197,7 @@ class Handler(BaseHTTPRequestHandler):
         )
 
 
-def _lenient(raw: bytes, encoding: Optional[str]) -> Any:
+def _lenient(raw: bytes, encoding: str | None) -> Any:
     """The body if it decodes, else ``None``: for requests whose body is logged, never judged."""
     try:
         return endpoints.decode_body(raw, encoding)
@@ -188,7 +209,7 @@ class HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
-    capture: "CaptureServer"
+    capture: CaptureServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hanging up (or us dropping them) is routine here.

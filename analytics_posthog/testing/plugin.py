@@ -6,7 +6,7 @@ Installing analytics-posthog registers it, so any test can ask for
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

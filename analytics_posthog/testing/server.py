@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set
+from typing import Any
 
 from .endpoints import LEG_POSTHOG, LEG_SEGMENT, CapturedRequest
 from .faults import FaultInjection
@@ -35,21 +35,21 @@ class CaptureServer(FaultInjection):
         self._port = port
         self._keep = keep
         self._cond = threading.Condition(threading.Lock())
-        self._events: List[Dict[str, Any]] = []
-        self._segment: List[Dict[str, Any]] = []
-        self._requests: List[CapturedRequest] = []
+        self._events: list[dict[str, Any]] = []
+        self._segment: list[dict[str, Any]] = []
+        self._requests: list[CapturedRequest] = []
         self._event_count = 0
         self._segment_count = 0
         self._request_count = 0
         self._failed_count = 0
         self._life = threading.RLock()
-        self._httpd: Optional[HTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
-        self._conns: Set[socket.socket] = set()
+        self._httpd: HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         self._refused = False
         self._stopping = False
-        self._reopen_timer: Optional[threading.Timer] = None
+        self._reopen_timer: threading.Timer | None = None
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -69,7 +69,7 @@ class CaptureServer(FaultInjection):
         """Whether events and requests are stored (False: counted only)."""
         return self._keep
 
-    def start(self) -> "CaptureServer":
+    def start(self) -> CaptureServer:
         """Bind and serve in a daemon thread; returns self for chaining."""
         with self._life:
             if self._httpd is None and not self._refused:
@@ -87,14 +87,18 @@ class CaptureServer(FaultInjection):
             self._close_connections(None)
             self._refused = False
 
-    def __enter__(self) -> "CaptureServer":
+    def __enter__(self) -> CaptureServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
 
     def __repr__(self) -> str:
-        return "CaptureServer(url=%r, events=%d, segment=%d)" % (self.url, self._event_count, self._segment_count)
+        return "CaptureServer(url=%r, events=%d, segment=%d)" % (
+            self.url,
+            self._event_count,
+            self._segment_count,
+        )
 
     def _bind(self) -> None:
         cls = HTTPServer6 if ":" in self._host else HTTPServer
@@ -136,7 +140,7 @@ class CaptureServer(FaultInjection):
         with self._conns_lock:
             self._conns.discard(sock)
 
-    def _close_connections(self, exclude: Optional[socket.socket]) -> None:
+    def _close_connections(self, exclude: socket.socket | None) -> None:
         with self._conns_lock:
             conns = [c for c in self._conns if c is not exclude]
         for conn in conns:
@@ -147,7 +151,7 @@ class CaptureServer(FaultInjection):
 
     # -- refusing connections ----------------------------------------------------
 
-    def refuse(self, *, seconds: Optional[float] = None) -> None:
+    def refuse(self, *, seconds: float | None = None) -> None:
         """Refuse connections: close the listening socket and live connections.
 
         Applies to the whole server (both legs share one socket; use ``drop``
@@ -165,7 +169,7 @@ class CaptureServer(FaultInjection):
                 self._bind()
             self._refused = False
 
-    def _refuse(self, seconds: Optional[float], exclude: Optional[socket.socket]) -> None:
+    def _refuse(self, seconds: float | None, exclude: socket.socket | None) -> None:
         with self._life:
             if self._httpd is None and not self._refused:
                 raise RuntimeError("CaptureServer is not running")
@@ -194,19 +198,19 @@ class CaptureServer(FaultInjection):
     # -- recorded data --------------------------------------------------------
 
     @property
-    def events(self) -> List[Dict[str, Any]]:
+    def events(self) -> list[dict[str, Any]]:
         """PostHog events delivered so far, in arrival order (a copy)."""
         with self._cond:
             return list(self._events)
 
     @property
-    def segment_messages(self) -> List[Dict[str, Any]]:
+    def segment_messages(self) -> list[dict[str, Any]]:
         """Segment messages delivered so far, in arrival order (a copy)."""
         with self._cond:
             return list(self._segment)
 
     @property
-    def requests(self) -> List[CapturedRequest]:
+    def requests(self) -> list[CapturedRequest]:
         """Every ingestion request, failed ones included, in order (a copy)."""
         with self._cond:
             return list(self._requests)
@@ -231,7 +235,7 @@ class CaptureServer(FaultInjection):
         """Ingestion requests that were not delivered (simulated or bad)."""
         return self._failed_count
 
-    def stats(self) -> Dict[str, int]:
+    def stats(self) -> dict[str, int]:
         """Counters, as served by ``GET /_stats``."""
         with self._cond:
             return {
@@ -252,7 +256,9 @@ class CaptureServer(FaultInjection):
             self._request_count = 0
             self._failed_count = 0
 
-    def _record(self, req: Optional[CapturedRequest], leg: str, items: Optional[List[Any]], delivered: bool) -> None:
+    def _record(
+        self, req: CapturedRequest | None, leg: str, items: list[Any] | None, delivered: bool
+    ) -> None:
         # Recorded before the response is written, so a client that has its
         # answer can immediately observe what it delivered.
         with self._cond:
@@ -274,13 +280,13 @@ class CaptureServer(FaultInjection):
                     self._events.extend(items)
             self._cond.notify_all()
 
-    def wait_for_events(self, n: int, timeout: float = 5.0) -> List[Dict[str, Any]]:
+    def wait_for_events(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Block until at least ``n`` PostHog events arrived, then return them
         (``[]`` with ``keep=False``); AssertionError naming what did arrive otherwise."""
         self._wait(LEG_POSTHOG, n, timeout)
         return self.events
 
-    def wait_for_segment(self, n: int, timeout: float = 5.0) -> List[Dict[str, Any]]:
+    def wait_for_segment(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Block until at least ``n`` Segment messages arrived, then return them
         (``[]`` with ``keep=False``); AssertionError naming what did arrive otherwise."""
         self._wait(LEG_SEGMENT, n, timeout)
@@ -295,8 +301,12 @@ class CaptureServer(FaultInjection):
                 return
             got = count()
             items = self._segment if leg == LEG_SEGMENT else self._events
-            names = [(i.get("event") or i.get("type")) if isinstance(i, dict) else i for i in items[-20:]]
-            seen = ["%s %s -> %s" % (r.leg, r.path, r.status or "dropped") for r in self._requests[-10:]]
+            names = [
+                (i.get("event") or i.get("type")) if isinstance(i, dict) else i for i in items[-20:]
+            ]
+            seen = [
+                "%s %s -> %s" % (r.leg, r.path, r.status or "dropped") for r in self._requests[-10:]
+            ]
         what = "PostHog events" if leg == LEG_POSTHOG else "Segment messages"
         not_stored = "(keep=False: not stored)"
         raise AssertionError(

@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import uuid
-from typing import Optional, Tuple
 from urllib.parse import quote
 
 import django
@@ -43,7 +42,7 @@ django.setup()
 VISITOR_COOKIE = "visitor_id"
 
 
-def anonymous_id(request: HttpRequest) -> Tuple[Optional[str], bool]:
+def anonymous_id(request: HttpRequest) -> tuple[str | None, bool]:
     """``None`` when the middleware named the visitor (posthog-js, analytics.js,
     the logged-in user: it fills the id in), else the visitor's cookie id; and
     whether the cookie must be set."""
@@ -60,7 +59,9 @@ def checkout(request: HttpRequest) -> HttpResponse:
     analytics.track(anonymous_id=visitor, event="Checkout Started", properties={"items": 2})
     response = HttpResponse("<html><body>Checkout</body></html>")
     if new:
-        response.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 24 * 3600, httponly=True, samesite="Lax")
+        response.set_cookie(
+            VISITOR_COOKIE, visitor, max_age=365 * 24 * 3600, httponly=True, samesite="Lax"
+        )
     return response
 
 
@@ -73,16 +74,42 @@ def offline_demo() -> None:
     from analytics_posthog.testing import CaptureServer
 
     with CaptureServer() as server:
-        analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = "phc_demo", server.url, True
+        analytics.posthog_api_key, analytics.posthog_host, analytics.sync_mode = (
+            "phc_demo",
+            server.url,
+            True,
+        )
         client = Client()
-        posthog_js = {"User-Agent": "Mozilla/5.0 (demo)", "X-POSTHOG-DISTINCT-ID": "browser-1", "X-POSTHOG-SESSION-ID": "session-1"}
-        for headers in (posthog_js, {}, {}):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
+        posthog_js = {
+            "User-Agent": "Mozilla/5.0 (demo)",
+            "X-POSTHOG-DISTINCT-ID": "browser-1",
+            "X-POSTHOG-SESSION-ID": "session-1",
+        }
+        for headers in (
+            posthog_js,
+            {},
+            {},
+        ):  # a posthog-js browser, then a visitor with nothing, twice (with its cookie)
             print("GET /checkout ->", client.get("/checkout?step=1", headers=headers).status_code)
         # A browser whose only identity is posthog-js's cookie: the hook names it.
-        posthog_cookie = {"Cookie": "ph_phc_demo_posthog=" + quote(json.dumps({"distinct_id": "browser-2"}))}
+        posthog_cookie = {
+            "Cookie": "ph_phc_demo_posthog=" + quote(json.dumps({"distinct_id": "browser-2"}))
+        }
         print("GET /checkout ->", Client().get("/checkout", headers=posthog_cookie).status_code)
         for event in server.wait_for_events(6):
-            print(json.dumps({k: event[k] for k in ("event", "distinct_id")} | {"properties": {k: v for k, v in event["properties"].items() if k.startswith("$") and not k.startswith("$lib")}}))
+            print(
+                json.dumps(
+                    {k: event[k] for k in ("event", "distinct_id")}
+                    | {
+                        "properties": {
+                            k: v
+                            for k, v in event["properties"].items()
+                            if k.startswith("$") and not k.startswith("$lib")
+                        }
+                    }
+                )
+            )
+
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:
