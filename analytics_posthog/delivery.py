@@ -65,7 +65,9 @@ class Delivery:
             segment_key = keys.segment_write_key
             segment_arguments = settings.segment_client_arguments(self._leg_failed("segment"))
             self._segment = segment_leg.SegmentLeg(
-                lambda: SegmentClient(segment_key, **segment_arguments), self._retried("segment")
+                lambda: SegmentClient(segment_key, **segment_arguments),
+                self._retried("segment"),
+                beside_posthog=self._posthog is not None,
             )
             self.legs.append(self._segment)
         self._stats = DeliveryStats(leg.name for leg in self.legs)

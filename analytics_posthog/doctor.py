@@ -233,7 +233,10 @@ def send_test_event(leg: Leg, timeout: float) -> str | None:
         delivery = posthog_leg.PostHogLeg(client, settings.group_type)
     else:
         arguments = settings.segment_client_arguments(on_error)
-        delivery = segment_leg.SegmentLeg(lambda: segment_leg.SegmentClient(leg.key, **arguments))
+        # Its PostHog destination off: the test event is for Segment alone.
+        delivery = segment_leg.SegmentLeg(
+            lambda: segment_leg.SegmentClient(leg.key, **arguments), beside_posthog=True
+        )
     delivery.send(msg)
     delivery.flush(timeout * 2)
     delivery.join()

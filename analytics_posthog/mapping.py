@@ -152,13 +152,22 @@ def posthog_enabled(integrations: Mapping[str, Any] | None) -> bool:
     return flags.get("all", True) is not False
 
 
-def segment_integrations(integrations: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``integrations`` the Segment leg sends: Segment's own PostHog
-    destination is switched off unless the user chose, so PostHog does not get
-    a second copy relayed by Segment."""
-    if any(str(name).lower() == "posthog" for name in integrations):
+def segment_integrations(integrations: Mapping[str, Any], posthog_delivers: bool) -> dict[str, Any]:
+    """The ``integrations`` the Segment leg sends.
+
+    When our PostHog leg delivers the call (``posthog_delivers``), Segment's own
+    PostHog destination is switched off, whatever the call said: a call that
+    enables PostHog (``{"All": False, "PostHog": True}``, ``{"posthog": {...}}``)
+    would otherwise reach PostHog twice, once directly and once relayed, with
+    its ``$set`` applied twice. Every spelling of the name goes, as the
+    name is matched case-insensitively, and ``PostHog`` (the destination's
+    name) is set. When our leg does not deliver it, the call's routing stands.
+    """
+    if not posthog_delivers:
         return dict(integrations)
-    return {**integrations, "PostHog": False}
+    kept = {name: value for name, value in integrations.items() if str(name).lower() != "posthog"}
+    kept["PostHog"] = False
+    return kept
 
 
 def to_posthog(msg: Mapping[str, Any], group_type: str = DEFAULT_GROUP_TYPE) -> PostHogEvent | None:

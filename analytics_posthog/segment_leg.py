@@ -2,7 +2,8 @@
 
 segment-analytics-python's client does the batching, retries, OAuth and
 wire format, exactly as the team had them; only ``integrations.PostHog`` is
-switched off so Segment does not relay a second copy to PostHog.
+switched off, for the calls our PostHog leg delivers, so Segment does not
+relay a second copy to PostHog.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from segment.analytics import Client as SegmentClient
 from analytics_posthog import retries, segment_internals
 from analytics_posthog.errors import Unsendable
 from analytics_posthog.forks import reset_in_child
-from analytics_posthog.mapping import segment_integrations
+from analytics_posthog.mapping import posthog_enabled, segment_integrations
 from analytics_posthog.message import Message, delivering_near_limit, json_size
 from analytics_posthog.queues import take_back
 from analytics_posthog.segment_internals import MAX_MSG_SIZE
@@ -30,13 +31,17 @@ SEGMENT_LIBRARY = {"name": "analytics-python", "version": SEGMENT_VERSION}
 SEGMENT_DEFAULT_HOST = "https://api.segment.io"
 
 
-def segment_message(msg: Message) -> Message:
+def segment_message(msg: Message, beside_posthog: bool) -> Message:
     """``msg`` as Segment's client would have built it for the same call (same
-    messageId, same cleaned values), with Segment's PostHog destination off."""
+    messageId, same cleaned values), with Segment's PostHog destination off
+    whenever our PostHog leg (``beside_posthog``: there is one) delivers it."""
+    integrations = msg["integrations"]
     return {
         **msg,
         "context": {**msg["context"], "library": SEGMENT_LIBRARY},
-        "integrations": segment_integrations(msg["integrations"]),
+        "integrations": segment_integrations(
+            integrations, beside_posthog and posthog_enabled(integrations)
+        ),
     }
 
 
@@ -68,9 +73,17 @@ class SegmentLeg:
     name = "segment"
 
     def __init__(
-        self, build: Callable[[], SegmentClient], on_retry: Callable[[], None] = lambda: None
+        self,
+        build: Callable[[], SegmentClient],
+        on_retry: Callable[[], None] = lambda: None,
+        *,
+        beside_posthog: bool,
     ) -> None:
+        """``beside_posthog``: a PostHog leg of ours delivers the same calls, so
+        Segment's copy of each one it delivers has Segment's PostHog destination
+        off; without one (Segment only) the calls' routing is Segment's."""
         self._build = build
+        self.beside_posthog = beside_posthog
         self.retried = on_retry
         self._start()
         reset_in_child(self._start_in_child)
@@ -120,7 +133,7 @@ class SegmentLeg:
         (in sync mode, through Segment's own ``post``), instead of paying for a
         second validation, cleaning and size check per message.
         """
-        wire = segment_message(msg)
+        wire = segment_message(msg, self.beside_posthog)
         if delivering_near_limit.get():
             check_size(wire)
         return segment_internals.enqueue(self.client, wire, self._direct)

@@ -129,8 +129,8 @@ def stages(payload: str) -> dict[str, list[tuple[str, float]]]:
     )
     rows["ours-dual"] = (
         rows["ours"]
-        + [("  background: Segment leg's message", per_call(lambda: segment_message(msg)))]
-        + segment_consumer_costs(segment_message(msg), prefix="  Segment's consumer")
+        + [("  background: Segment leg's message", per_call(lambda: segment_message(msg, True)))]
+        + segment_consumer_costs(segment_message(msg, True), prefix="  Segment's consumer")
     )
     return rows
 

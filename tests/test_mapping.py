@@ -326,14 +326,19 @@ def test_integrations_filter(integrations, enabled):
 
 
 def test_segment_leg_integrations():
-    assert segment_integrations({}) == {"PostHog": False}
-    assert segment_integrations({"All": False, "Mixpanel": True}) == {
+    """Whenever our PostHog leg delivers, Segment's destination is off; otherwise untouched."""
+    assert segment_integrations({}, True) == {"PostHog": False}
+    assert segment_integrations({"All": False, "Mixpanel": True}, False) == {
         "All": False,
         "Mixpanel": True,
-        "PostHog": False,
     }
-    assert segment_integrations({"posthog": True}) == {"posthog": True}
-    assert segment_integrations({"PostHog": False}) == {"PostHog": False}
+    for enabling in ({"posthog": True}, {"All": False, "PostHog": True}, {"POSTHOG": {"x": 1}}):
+        assert segment_integrations(enabling, True) == {
+            **{k: v for k, v in enabling.items() if k.lower() != "posthog"},
+            "PostHog": False,
+        }
+    assert segment_integrations({"PostHog": False}, False) == {"PostHog": False}
+    assert segment_integrations({"posthog": True}, False) == {"posthog": True}
 
 
 @pytest.mark.parametrize(
