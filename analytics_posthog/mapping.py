@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -221,7 +221,7 @@ def to_posthog(msg: Mapping[str, Any], group_type: str = DEFAULT_GROUP_TYPE) -> 
         event=event,
         distinct_id=str(distinct_id),
         properties=properties,
-        timestamp=parse_timestamp(msg["timestamp"]),
+        timestamp=parse_timestamp(msg["timestamp"], clamp=True),
         uuid=event_uuid(msg["messageId"]),
         disable_geoip=bool(properties.get("$geoip_disable")) or not context.get("ip"),
     )
@@ -316,7 +316,13 @@ def url_host(url: Any) -> str | None:
     return netloc.rpartition("@")[2] or None
 
 
-def parse_timestamp(value: Any) -> datetime:
+#: The UTC instants a ``datetime`` can hold: an event whose timestamp lies
+#: beyond one of them reaches PostHog at it (``parse_timestamp(clamp=True)``).
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def parse_timestamp(value: Any, *, clamp: bool = False) -> datetime:
     """A Segment ISO timestamp as an aware UTC datetime (the same instant).
 
     Live messages carry Python's own ISO form, which the first attempt reads.
@@ -324,7 +330,10 @@ def parse_timestamp(value: Any) -> datetime:
     fraction digits, which Python 3.10's ``fromisoformat`` refuses; and one
     with no zone is UTC, as Segment stores them. A ``ValueError`` says why a
     value is not a timestamp, including instants a datetime cannot hold
-    (``0001-01-01T00:00:00+01:00`` is before year 1 in UTC).
+    (``0001-01-01T00:00:00+01:00`` is before year 1 in UTC), unless ``clamp``:
+    then such an instant is ``EARLIEST`` or ``LATEST``. Segment's client
+    accepts and sends these (they are in range in their own zone), so a live
+    call's event must not be lost for want of a datetime to hold it.
     """
     if not isinstance(value, str):
         raise ValueError("not a string")
@@ -341,4 +350,8 @@ def parse_timestamp(value: Any) -> datetime:
     try:
         return moment.astimezone(timezone.utc)
     except OverflowError:
-        raise ValueError("out of range once in UTC") from None
+        if not clamp:
+            raise ValueError("out of range once in UTC") from None
+        # Only a zone east of UTC can take year 1 below it, only one west of it year 9999 above.
+        offset = moment.utcoffset()
+        return EARLIEST if offset is not None and offset > timedelta(0) else LATEST

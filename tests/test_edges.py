@@ -4,6 +4,8 @@ ends, debug logging with several clients, and ``proxies`` on both legs."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from analytics_posthog import Client
@@ -67,4 +69,45 @@ def test_without_a_posthog_leg_segment_routes_as_the_call_says(segment_server):
         {"PostHog": True},
         {},
     ]
+    client.shutdown()
+
+
+# -- timestamps beyond datetime's range once in UTC -----------------------------
+
+EDGES = [
+    (
+        datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))),
+        "9999-12-31T23:59:59.999",
+    ),
+    (datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), "0001-01-01T00:00:00"),
+]
+
+
+@pytest.mark.parametrize("sync_mode", [True, False], ids=["sync", "queued"])
+def test_a_timestamp_segment_sends_reaches_posthog_clamped(
+    capture_server, segment_server, sync_mode
+):
+    """Segment's client accepts and sends them; PostHog gets the event at the
+    nearest instant a datetime can hold, with nothing refused or reported."""
+    errors = []
+    client = dual(
+        capture_server,
+        segment_server,
+        sync_mode=sync_mode,
+        on_error=lambda error, batch: errors.append(error),
+    )
+    built = {}
+    for i, (moment, _) in enumerate(EDGES):
+        ok, msg = client.track("u1", "edge%d" % i, timestamp=moment)
+        assert ok
+        built[msg["event"]] = msg["timestamp"]
+    client.flush()
+    events = {e["event"]: e for e in capture_server.wait_for_events(2)}
+    for i, (_, clamped) in enumerate(EDGES):
+        assert events["edge%d" % i]["timestamp"].startswith(clamped)
+    sent = {m["event"]: m["timestamp"] for m in segment_server.wait_for_segment(2)}
+    assert sent == built
+    assert errors == []
+    stats = client.stats()
+    assert stats["posthog"]["delivered"] == 2 and stats["posthog"]["failed"] == 0
     client.shutdown()
