@@ -6,6 +6,8 @@ Patches (off with ``ANALYTICS_POSTHOG_NO_INTERNALS=1``):
   failed attempts told to ``outages`` (``retries``).
 - ``segment_session_in_child``: a forked child gets its own HTTP session in
   place of the parent's pooled keep-alive sockets.
+- ``segment_finite_json``: NaN and infinities written as ``null`` (JSON
+  has no such values), as posthog writes them.
 - ``segment_direct_queue``: a message already built and cleaned as Segment's
   client builds it goes straight onto the queue its consumer reads (in sync
   mode, through its ``post``), instead of being validated, cleaned and sized
@@ -25,6 +27,7 @@ import importlib
 import inspect
 import json
 import logging
+import math
 import numbers
 import queue
 from datetime import date, datetime, timezone
@@ -70,6 +73,12 @@ DIRECT = declare(
     "Segment Client._enqueue (message put on client.queue)",
     "each message goes through Segment's public call again (cleaned and sized twice: slower)",
 )
+FINITE = declare(
+    "segment_finite_json",
+    "patch",
+    "segment request.DatetimeSerializer.encode (NaN and infinities as null)",
+    "NaN and infinities written as Segment writes them, not JSON: a strict endpoint refuses the whole batch",
+)
 HELPERS = declare(
     "segment_message_helpers",
     "borrow",
@@ -96,6 +105,7 @@ def install() -> None:
     """Put the process-wide patches in place that their checks allow (idempotent)."""
     with _lock:
         attempt(WATCH, _check_post, _watch_post)
+        attempt(FINITE, _check_finite, _finite_json)
 
 
 def probe() -> None:
@@ -122,6 +132,53 @@ def _check_post() -> str | None:
 
 def _watch_post() -> None:
     _consumer.post = retries.watched_post(_request.post)  # type: ignore[union-attr]
+
+
+def _check_finite() -> str | None:
+    serializer = getattr(_request, "DatetimeSerializer", None)
+    if not isinstance(serializer, type) or not issubclass(serializer, json.JSONEncoder):
+        return "segment.analytics.request.DatetimeSerializer is not a JSONEncoder"
+    if "encode" in serializer.__dict__:
+        return "Segment's DatetimeSerializer has an encode of its own"
+    return None
+
+
+def _finite_json() -> None:
+    _request.DatetimeSerializer.encode = finite_or_null  # type: ignore[union-attr]
+
+
+def finite_or_null(self: json.JSONEncoder, o: Any) -> str:
+    """``JSONEncoder.encode`` writing NaN and infinities as ``null``, as posthog does.
+
+    Segment's client writes them as ``NaN``/``Infinity``, which is not JSON:
+    one such value in one call costs its whole batch of up to 100 messages at
+    an endpoint that parses strictly. C's encoder, with NaN refused, proves
+    a message has none at the cost of the encoding Segment does anyway; only
+    one that has one is copied with them replaced. Any other ``ValueError``
+    (an int too long for JSON) is raised again by the second encoding, as
+    Segment's own.
+    """
+    if not self.allow_nan:
+        return json.JSONEncoder.encode(self, o)
+    self.allow_nan = False
+    try:
+        return json.JSONEncoder.encode(self, o)
+    except ValueError:
+        pass
+    finally:
+        self.allow_nan = True
+    return json.JSONEncoder.encode(self, _finite(o))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity replaced by ``None`` (a copy)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def new_session_in_child() -> None:

@@ -4,6 +4,9 @@ ends, debug logging with several clients, and ``proxies`` on both legs."""
 
 from __future__ import annotations
 
+import math
+import urllib.error
+import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -111,3 +114,40 @@ def test_a_timestamp_segment_sends_reaches_posthog_clamped(
     stats = client.stats()
     assert stats["posthog"]["delivered"] == 2 and stats["posthog"]["failed"] == 0
     client.shutdown()
+
+
+# -- NaN and infinities in a dual-write call ------------------------------------
+
+
+@pytest.mark.parametrize("sync_mode", [True, False], ids=["sync", "queued"])
+def test_nan_costs_no_event_on_either_leg(capture_server, segment_server, sync_mode):
+    """The loopback endpoints parse strictly, as Segment's and PostHog's do: a
+    bare NaN would cost the whole batch, its innocent neighbours included."""
+    errors = []
+    client = dual(
+        capture_server,
+        segment_server,
+        sync_mode=sync_mode,
+        upload_size=100,
+        on_error=lambda error, batch: errors.append(error),
+    )
+    weird = {"nan": math.nan, "inf": math.inf, "deep": [{"x": -math.inf}, 1.5]}
+    for i in range(10):
+        assert client.track("u1", "e%d" % i, weird if i == 4 else {"n": i})[0]
+    client.flush()
+    assert len(capture_server.wait_for_events(10)) == 10
+    messages = {m["event"]: m for m in segment_server.wait_for_segment(10)}
+    assert messages["e4"]["properties"] == {"nan": None, "inf": None, "deep": [{"x": None}, 1.5]}
+    assert errors == [] and client.stats()["segment"]["failed"] == 0
+    assert all(r.status == 200 for r in segment_server.requests)
+    client.shutdown()
+
+
+def test_the_loopback_endpoints_refuse_nan_as_a_strict_server_does(capture_server):
+    for path in ("/v1/batch", "/batch/"):
+        body = b'{"writeKey": "wk", "api_key": "k", "batch": [{"type": "track", "x": NaN}]}'
+        request = urllib.request.Request(capture_server.url + path, data=body, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 400
+    assert capture_server.event_count == capture_server.segment_count == 0

@@ -147,9 +147,15 @@ def decode_body(raw: bytes, encoding: str | None) -> Any:
     if not data:
         raise BadRequest(400, "empty body")
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_not_json)
     except ValueError as exc:
         raise BadRequest(400, "invalid JSON: %s" % exc) from None
+
+
+def _not_json(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are Python's, not JSON's: a strict endpoint
+    (Segment's, PostHog's) refuses the whole body that holds one."""
+    raise ValueError("%s is not JSON" % name)
 
 
 def items(leg: str, kind: str, body: Any) -> list[Any]:
