@@ -27,6 +27,48 @@ from analytics_posthog.visitor import current as current_request
 OnError = Callable[[Exception, Any], None]
 Result = tuple[bool, Message]
 
+POSTHOG_LOG = logging.getLogger("posthog")
+
+
+class DebugHandler(logging.StreamHandler):
+    """Prints ``debug=True``'s lines (to stderr) that no handler of the app's prints.
+
+    Segment's client adds a handler of its own per client, so five clients
+    print every line five times, and it prints it again through the app's
+    own logging once that is set up. This one is shared by every client and
+    steps aside for a line that some other handler on its way to the root
+    logger (the app's ``basicConfig()``, say) already prints.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not _handled_elsewhere(record.name, self):
+            super().emit(record)
+
+
+def _handled_elsewhere(name: str, handler: logging.Handler) -> bool:
+    logger: logging.Logger | None = logging.getLogger(name)
+    while logger is not None:
+        if any(other is not handler for other in logger.handlers):
+            return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
+
+
+#: The one handler ``debug=True`` adds, however many clients ask for it.
+DEBUG_HANDLER = DebugHandler()
+
+
+def show_debug_lines(handler: logging.Handler | None) -> None:
+    """Our logger's and posthog's debug lines shown, through ``handler`` when
+    given (once per logger: ``addHandler`` adds a handler only once). The
+    root logger is left as the app set it."""
+    for logger in (Client.log, POSTHOG_LOG):
+        logger.setLevel(logging.DEBUG)
+        if handler is not None:
+            logger.addHandler(handler)
+
 
 class Client:
     class DefaultConfig(SegmentClient.DefaultConfig):
@@ -91,14 +133,13 @@ class Client:
 
         if log_handler:
             self.log.addHandler(log_handler)
-            logging.getLogger("posthog").addHandler(log_handler)
-        if debug:
-            self.log.setLevel(logging.DEBUG)
-            if not log_handler:
-                self.log.addHandler(logging.StreamHandler())
+            POSTHOG_LOG.addHandler(log_handler)
 
         #: Who delivers what the calls build; ``None`` with ``send=False``.
         self.delivery: Delivery | None = Delivery(settings, keys) if send else None
+        if debug:
+            # After the posthog client is built: posthog sets its logger's level.
+            show_debug_lines(None if log_handler else DEBUG_HANDLER)
         self._on_error = on_error
 
     @property

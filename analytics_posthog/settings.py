@@ -89,9 +89,14 @@ class Settings:
 
     def posthog_client_arguments(self, on_error: OnError) -> dict[str, Any]:
         """Keyword arguments for ``posthog.Client`` (after the key and host),
-        Segment's delivery settings under posthog's names."""
+        Segment's delivery settings under posthog's names.
+
+        ``debug`` is not among them: posthog's calls ``logging.basicConfig()``,
+        configuring the app's root logger (its own later ``basicConfig`` then
+        does nothing), and makes posthog's calls raise; ``Client`` shows
+        posthog's debug lines itself (``client.show_debug_lines``).
+        """
         return dict(
-            debug=self.debug,
             max_queue_size=self.max_queue_size,
             send=self.send,
             on_error=on_error,

@@ -5,6 +5,8 @@ ends, debug logging with several clients, and ``proxies`` on both legs."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
@@ -151,3 +153,49 @@ def test_the_loopback_endpoints_refuse_nan_as_a_strict_server_does(capture_serve
             urllib.request.urlopen(request, timeout=5)
         assert refused.value.code == 400
     assert capture_server.event_count == capture_server.segment_count == 0
+
+
+# -- debug=True -------------------------------------------------------------------
+
+DEBUG_SCRIPT = """
+import logging
+from analytics_posthog import Client
+clients = [
+    Client("wk", host="{url}", posthog_api_key="phc_test", posthog_host="{url}", debug=True,
+           sync_mode=True)
+    for _ in range(5)
+]
+root = logging.getLogger()
+assert root.handlers == [] and root.level == logging.WARNING, (root.handlers, root.level)
+ours = logging.getLogger("analytics_posthog")
+assert len(ours.handlers) == 1, ours.handlers
+ours.debug("line before the app's logging")
+logging.getLogger("posthog").debug("posthog's line")
+logging.basicConfig(level=logging.INFO, format="APP %(name)s: %(message)s")
+logging.getLogger("app").info("the app's info line")
+ours.debug("line after the app's logging")
+for client in clients:
+    client.track("u1", "e")
+    client.shutdown()
+"""
+
+
+def test_debug_adds_one_handler_and_leaves_the_root_logger_to_the_app(capture_server):
+    """Five clients print each line once; the app's later ``basicConfig(level=INFO)``
+    takes effect (posthog's debug mode would have configured the root logger
+    first). In a process of its own: the root logger is the process's."""
+    result = subprocess.run(
+        [sys.executable, "-c", DEBUG_SCRIPT.format(url=capture_server.url)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines.count("line before the app's logging") == 1, lines
+    assert sum(line.endswith("posthog's line") for line in lines) == 1, lines
+    assert lines.count("APP app: the app's info line") == 1, lines
+    assert [line for line in lines if "line after the app's logging" in line] == [
+        "APP analytics_posthog: line after the app's logging"
+    ], lines
+    assert capture_server.event_count == capture_server.segment_count == 5
