@@ -49,6 +49,7 @@ class Delivery:
         self._posthog: posthog_leg.PostHogLeg | None = None
         self._segment: segment_leg.SegmentLeg | None = None
         if settings.posthog_client is not None or keys.posthog_api_key:
+            posthog_leg.require_proxy_route(settings.proxies)
             client = settings.posthog_client or posthog.Client(
                 keys.posthog_api_key or "",
                 host=keys.posthog_host,
@@ -56,7 +57,11 @@ class Delivery:
             )
             owned = settings.posthog_client is None
             self._posthog = posthog_leg.PostHogLeg(
-                client, settings.group_type, self._retried("posthog"), owned=owned
+                client,
+                settings.group_type,
+                self._retried("posthog"),
+                owned=owned,
+                proxies=settings.proxies,
             )
             self.legs.append(self._posthog)
         else:

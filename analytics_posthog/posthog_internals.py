@@ -15,6 +15,8 @@ process by the first ``PostHogLeg``, so every posthog client in the process
   our exit does its work within our deadline.
 - ``context_pinning``: posthog's context scope frozen at the call, for the
   delivery that comes later on the dispatcher's thread.
+- ``posthog_proxies``: the ``proxies`` setting for our clients' event
+  requests (posthog has no such option); other clients' requests unchanged.
 
 Borrowings: posthog's context identity and session getters, and its event size
 limit (replay).
@@ -27,6 +29,9 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +41,7 @@ import posthog.consumer as posthog_consumer
 import posthog.contexts as posthog_contexts
 import posthog.request as posthog_request
 import posthog.utils as posthog_utils
+import requests
 
 from analytics_posthog import retries
 from analytics_posthog.fast_clean import with_fast_path
@@ -96,6 +102,12 @@ PINNING = declare(
     "posthog.contexts _context_stack, ContextScope, _get_current_context",
     "a posthog.tag() made after a call, in the same scope, may reach its event",
 )
+PROXIES = declare(
+    "posthog_proxies",
+    "patch",
+    "posthog request/capture_v1 _get_session (for our proxied clients' sends only)",
+    "posthog has no proxies option: a Client given proxies is refused (ValueError)",
+)
 IDENTITY = declare(
     "context_identity",
     "borrow",
@@ -122,6 +134,7 @@ _ORIGINALS: dict[str, Any] = {
     "clean": getattr(posthog_client, "clean", None),
     "encode": getattr(posthog_request, "DatetimeSerializer", object).__dict__.get("encode"),
     "atexit": getattr(posthog.Client, "_atexit", None),
+    "post_v1": getattr(posthog_capture_v1, "_post_v1", None),
 }
 _lock = fork_safe_lock()
 
@@ -139,6 +152,7 @@ def install() -> None:
         attempt(CONTEXT_OS, _check_context_os, _answer_context_os)
         attempt(JITTER, _check_backoff, _jitter_backoff)
         attempt(WATCH, _check_watch, _watch_attempts)
+        attempt(PROXIES, _check_proxies, _route_sessions)
 
 
 def restore_speedups() -> None:
@@ -275,6 +289,100 @@ def _watch_attempts() -> None:
     ):
         if getattr(module, name, None) is original and original is not None:
             setattr(module, name, retries.watched_post(original))
+
+
+# -- proxies for our clients ----------------------------------------------------
+
+#: Our posthog clients that send through proxies -> the proxies.
+_proxies: weakref.WeakKeyDictionary[posthog.Client, dict[str, str]] = weakref.WeakKeyDictionary()
+#: Each one's session (replaced in a forked child, whose parent's sockets are the parent's).
+_sessions: weakref.WeakKeyDictionary[posthog.Client, requests.Session] = weakref.WeakKeyDictionary()
+#: The client our leg is capturing through, on the caller's thread (sync mode sends there).
+capturing_for: contextvars.ContextVar[posthog.Client | None] = contextvars.ContextVar(
+    "analytics_posthog_capturing_for", default=None
+)
+
+
+class ProxiedSession(requests.Session):
+    """A session whose every request goes through ``proxies``, passed per
+    request as Segment's client passes them, so they win over the
+    environment's ``HTTP(S)_PROXY`` on both legs alike."""
+
+    def __init__(self, proxies: dict[str, str]) -> None:
+        super().__init__()
+        self.route = dict(proxies)
+        # posthog's own adapters (its connection retries and socket options).
+        built = posthog_request._build_session(getattr(posthog_request, "_socket_options", None))
+        for prefix, adapter in built.adapters.items():
+            self.mount(prefix, adapter)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("proxies"):
+            # A copy: requests adds the environment's proxies to the dict it is given.
+            kwargs["proxies"] = dict(self.route)
+        return super().request(method, url, *args, **kwargs)
+
+
+def _check_proxies() -> str | None:
+    if not callable(getattr(posthog_request, "_get_session", None)) or not callable(
+        getattr(posthog_request, "_build_session", None)
+    ):
+        return "posthog.request has no _get_session or _build_session"
+    if "session" not in inspect.signature(posthog_request.post).parameters:
+        return "posthog.request.post takes no session"
+    if posthog_capture_v1 is not None and (
+        getattr(posthog_capture_v1, "_get_session", None) is not posthog_request._get_session
+        or _ORIGINALS["post_v1"] is None
+        or "session" not in inspect.signature(_ORIGINALS["post_v1"]).parameters
+    ):
+        return "posthog.capture_v1 does not post through posthog.request._get_session"
+    if not isinstance(getattr(posthog.Client, "consumers", None), property):
+        return "posthog.Client has no consumers"
+    return None
+
+
+def _route_sessions() -> None:
+    """posthog's ``post`` and capture v1's ``_post_v1`` send through
+    ``_get_session()`` when no session is passed (posthog passes none for
+    events): it answers our proxied client's session on that client's
+    consumer threads and inside our sync-mode captures, posthog's own
+    session everywhere else (an app's own clients, feature flags)."""
+    original = posthog_request._get_session
+
+    def _get_session() -> requests.Session:
+        if _proxies:
+            client = capturing_for.get()
+            if client is None:
+                thread = threading.current_thread()
+                client = next((c for c in list(_proxies) if thread in (c.consumers or ())), None)
+            session = _sessions.get(client) if client is not None else None
+            if session is not None:
+                return session
+        return original()
+
+    posthog_request._get_session = _get_session
+    if posthog_capture_v1 is not None:
+        posthog_capture_v1._get_session = _get_session
+
+
+def can_proxy() -> bool:
+    """Whether our posthog clients' events can be sent through proxies here."""
+    install()
+    return PROXIES.active
+
+
+def send_through_proxies(client: posthog.Client, proxies: dict[str, str]) -> None:
+    """Send ``client``'s events (a client we built: ``can_proxy()`` said yes) through ``proxies``."""
+    _proxies[client] = dict(proxies)
+    _sessions[client] = ProxiedSession(proxies)
+
+
+def _new_sessions_in_child() -> None:
+    for client, proxies in list(_proxies.items()):
+        _sessions[client] = ProxiedSession(proxies)
+
+
+os.register_at_fork(after_in_child=_new_sessions_in_child)
 
 
 def hand_over_exit(client: posthog.Client) -> None:

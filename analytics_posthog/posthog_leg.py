@@ -15,8 +15,19 @@ import posthog
 from analytics_posthog import posthog_internals, retries
 from analytics_posthog.mapping import to_posthog
 from analytics_posthog.message import Message
-from analytics_posthog.posthog_internals import SERVER_OS_PROPERTIES, capture_os
+from analytics_posthog.posthog_internals import SERVER_OS_PROPERTIES, capture_os, capturing_for
 from analytics_posthog.queues import take_back
+
+
+def require_proxy_route(proxies: dict[str, str] | None) -> None:
+    """Refuse ``proxies`` the PostHog leg could not send through, before any
+    client is built: events sent around an egress proxy would only fail."""
+    if proxies and not posthog_internals.can_proxy():
+        raise ValueError(
+            "proxies cannot be applied to the PostHog leg here (%s); "
+            "unset proxies, or set HTTPS_PROXY in the environment, which posthog's requests "
+            "honour" % (posthog_internals.PROXIES.reason or "posthog_proxies is not active")
+        )
 
 
 class PostHogLeg:
@@ -29,6 +40,7 @@ class PostHogLeg:
         on_retry: Callable[[], None] = lambda: None,
         *,
         owned: bool = False,
+        proxies: dict[str, str] | None = None,
     ) -> None:
         """``owned``: our ``Client`` built ``client`` and takes charge of its end,
         at ``join()`` and at exit. An app's own client (handed in as
@@ -46,6 +58,10 @@ class PostHogLeg:
         if owned:
             posthog_internals.hand_over_exit(client)
         posthog_internals.install()
+        #: Whether our captures must be marked for the proxies (sync mode sends in them).
+        self._proxied = bool(proxies)
+        if proxies:
+            posthog_internals.send_through_proxies(client, proxies)
         retries.watch(self)
 
     def runs_on(self, thread: threading.Thread) -> bool:
@@ -64,6 +80,7 @@ class PostHogLeg:
         token = capture_os.set(
             {name: properties[name] for name in SERVER_OS_PROPERTIES if name in properties}
         )
+        proxied = capturing_for.set(self.client) if self._proxied else None
         try:
             return (
                 self.client.capture(
@@ -78,6 +95,8 @@ class PostHogLeg:
             )
         finally:
             capture_os.reset(token)
+            if proxied is not None:
+                capturing_for.reset(proxied)
 
     @property
     def pending(self) -> int:

@@ -70,6 +70,13 @@ class Settings:
             raise ValueError("max_total_backoff_duration must be a non-negative number")
         if self.max_rate_limit_duration is None or self.max_rate_limit_duration < 0:
             raise ValueError("max_rate_limit_duration must be a non-negative number")
+        if self.proxies and self.posthog_client is not None:
+            # Its requests are the app's, through posthog's shared session: ours
+            # cannot be routed apart from the app's own.
+            raise ValueError(
+                "proxies cannot be applied to an app's own posthog_client; "
+                "set HTTPS_PROXY in the environment, or let analytics_posthog build the client"
+            )
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> Settings:

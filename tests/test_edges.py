@@ -5,15 +5,19 @@ ends, debug logging with several clients, and ``proxies`` on both legs."""
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
+import posthog
 import pytest
+from forward_proxy import ForwardProxy
 
-from analytics_posthog import Client
+import analytics_posthog
+from analytics_posthog import Client, reaches
 from analytics_posthog.mapping import event_uuid
 from analytics_posthog.testing import CaptureServer
 
@@ -199,3 +203,70 @@ def test_debug_adds_one_handler_and_leaves_the_root_logger_to_the_app(capture_se
         "APP analytics_posthog: line after the app's logging"
     ], lines
     assert capture_server.event_count == capture_server.segment_count == 5
+
+
+# -- proxies ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy():
+    with ForwardProxy() as running:
+        yield running
+
+
+@pytest.mark.parametrize("sync_mode", [True, False], ids=["sync", "queued"])
+def test_proxies_carry_both_legs_and_no_one_elses_requests(
+    capture_server, segment_server, proxy, sync_mode
+):
+    """Behind an egress proxy both legs deliver through it; an app's own
+    posthog client in the same process keeps connecting directly."""
+    client = dual(capture_server, segment_server, sync_mode=sync_mode, proxies={"http": proxy.url})
+    apps_own = posthog.Client("phc_app", host=capture_server.url, sync_mode=True)
+    for i in range(3):
+        assert client.track("u1", "e%d" % i)[0]
+    apps_own.capture("the app's own", distinct_id="u2")
+    client.flush()
+    assert len(capture_server.wait_for_events(4)) == 4
+    assert len(segment_server.wait_for_segment(3)) == 3
+    paths = [path for _, path in proxy.seen]
+    posthog_requests = [r for r in capture_server.requests if r.key == "phc_test"]
+    assert posthog_requests and len(posthog_requests) == sum(p == "/batch/" for p in paths)
+    assert paths.count("/v1/batch") == len(segment_server.requests) > 0
+    assert [r.key for r in capture_server.requests].count("phc_app") == 1
+    assert len(paths) == len(posthog_requests) + len(segment_server.requests)
+    client.shutdown()
+    apps_own.shutdown()
+
+
+def test_proxies_with_an_apps_own_posthog_client_are_refused():
+    apps_own = posthog.Client("phc_app", send=False)
+    with pytest.raises(ValueError, match="proxies"):
+        Client(posthog_client=apps_own, proxies={"https": "http://proxy.example:3128"})
+    with pytest.raises(ValueError, match="proxies"):
+        analytics_posthog.configure(
+            posthog_client=apps_own, proxies={"https": "http://proxy.example:3128"}
+        )
+
+
+def test_proxies_are_refused_where_the_reach_cannot_apply(capture_server):
+    """With the patches off, the PostHog leg has no way to use proxies: refused
+    at configuration, never silently sent around the proxy."""
+    script = (
+        "from analytics_posthog import Client\n"
+        "try:\n"
+        "    Client(posthog_api_key='phc_test', posthog_host=%r, proxies={'http': 'http://127.0.0.1:9'})\n"
+        "except ValueError as error:\n"
+        "    print('refused:', error)\n"
+        "Client('wk', host=%r, proxies={'http': 'http://127.0.0.1:9'}, send=True).shutdown()\n"
+        "print('segment only: accepted')\n" % (capture_server.url, capture_server.url)
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, reaches.SWITCH: "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "refused: proxies cannot be applied to the PostHog leg" in result.stdout
+    assert "segment only: accepted" in result.stdout

@@ -121,6 +121,7 @@ ALTERED_BEFORE_INSTALL = {
         "import segment.analytics.request as m; f = m.post\n"
         "m.post = lambda write_key, host=None, gzip=False, timeout=15, **k: f(write_key, host, gzip, timeout, **k)"
     ),
+    "posthog_proxies": "import posthog.request as m; f = m._get_session; m._get_session = lambda: f()",
     "segment_finite_json": (
         "import json, segment.analytics.request as m\n"
         "m.DatetimeSerializer.encode = lambda self, o: json.JSONEncoder.encode(self, o)"
