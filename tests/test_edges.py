@@ -214,12 +214,16 @@ def proxy():
         yield running
 
 
+@pytest.mark.parametrize("capture_mode", ["v0", "v1"])
 @pytest.mark.parametrize("sync_mode", [True, False], ids=["sync", "queued"])
 def test_proxies_carry_both_legs_and_no_one_elses_requests(
-    capture_server, segment_server, proxy, sync_mode
+    capture_server, segment_server, proxy, sync_mode, capture_mode, monkeypatch
 ):
-    """Behind an egress proxy both legs deliver through it; an app's own
-    posthog client in the same process keeps connecting directly."""
+    """Behind an egress proxy both legs deliver through it (posthog's capture
+    v0 and v1 alike); an app's own posthog client in the same process keeps
+    connecting directly."""
+    monkeypatch.setenv("POSTHOG_CAPTURE_MODE", capture_mode)
+    path = {"v0": "/batch/", "v1": "/i/v1/analytics/events"}[capture_mode]
     client = dual(capture_server, segment_server, sync_mode=sync_mode, proxies={"http": proxy.url})
     apps_own = posthog.Client("phc_app", host=capture_server.url, sync_mode=True)
     for i in range(3):
@@ -229,8 +233,10 @@ def test_proxies_carry_both_legs_and_no_one_elses_requests(
     assert len(capture_server.wait_for_events(4)) == 4
     assert len(segment_server.wait_for_segment(3)) == 3
     paths = [path for _, path in proxy.seen]
-    posthog_requests = [r for r in capture_server.requests if r.key == "phc_test"]
-    assert posthog_requests and len(posthog_requests) == sum(p == "/batch/" for p in paths)
+    posthog_requests = [
+        r for r in capture_server.requests if r.path == path and r.key == "phc_test"
+    ]
+    assert posthog_requests and len(posthog_requests) == paths.count(path)
     assert paths.count("/v1/batch") == len(segment_server.requests) > 0
     assert [r.key for r in capture_server.requests].count("phc_app") == 1
     assert len(paths) == len(posthog_requests) + len(segment_server.requests)
