@@ -28,6 +28,7 @@ OnError = Callable[[Exception, Any], None]
 Result = tuple[bool, Message]
 
 POSTHOG_LOG = logging.getLogger("posthog")
+SEGMENT_LOG = logging.getLogger("segment")
 
 
 class DebugHandler(logging.StreamHandler):
@@ -61,10 +62,10 @@ DEBUG_HANDLER = DebugHandler()
 
 
 def show_debug_lines(handler: logging.Handler | None) -> None:
-    """Our logger's and posthog's debug lines shown, through ``handler`` when
+    """Our, posthog's and Segment's debug lines shown, through ``handler`` when
     given (once per logger: ``addHandler`` adds a handler only once). The
     root logger is left as the app set it."""
-    for logger in (Client.log, POSTHOG_LOG):
+    for logger in (Client.log, POSTHOG_LOG, SEGMENT_LOG):
         logger.setLevel(logging.DEBUG)
         if handler is not None:
             logger.addHandler(handler)

@@ -86,11 +86,16 @@ class Settings:
 
     def segment_client_arguments(self, on_error: OnError) -> dict[str, Any]:
         """Keyword arguments for Segment's ``Client`` (all but the write key,
-        which the caller resolves), with the leg's own ``on_error``."""
+        which the caller resolves), with the leg's own ``on_error``.
+
+        Not ``debug``: Segment's adds a handler of its own per client (each
+        line printed once per client); ``Client`` shows Segment's debug lines
+        itself, as posthog's (``client.show_debug_lines``).
+        """
         arguments = {
             name: value for name, value in asdict_shallow(self).items() if name in SEGMENT_NAMES
         }
-        del arguments["write_key"]
+        del arguments["write_key"], arguments["debug"]
         arguments["on_error"] = on_error
         return arguments
 

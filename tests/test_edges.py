@@ -172,9 +172,11 @@ clients = [
 root = logging.getLogger()
 assert root.handlers == [] and root.level == logging.WARNING, (root.handlers, root.level)
 ours = logging.getLogger("analytics_posthog")
-assert len(ours.handlers) == 1, ours.handlers
+for name in ("analytics_posthog", "posthog", "segment"):
+    assert len(logging.getLogger(name).handlers) == 1, (name, logging.getLogger(name).handlers)
 ours.debug("line before the app's logging")
 logging.getLogger("posthog").debug("posthog's line")
+logging.getLogger("segment").debug("segment's line")
 logging.basicConfig(level=logging.INFO, format="APP %(name)s: %(message)s")
 logging.getLogger("app").info("the app's info line")
 ours.debug("line after the app's logging")
@@ -198,6 +200,7 @@ def test_debug_adds_one_handler_and_leaves_the_root_logger_to_the_app(capture_se
     lines = result.stderr.splitlines()
     assert lines.count("line before the app's logging") == 1, lines
     assert sum(line.endswith("posthog's line") for line in lines) == 1, lines
+    assert lines.count("segment's line") == 1, lines
     assert lines.count("APP app: the app's info line") == 1, lines
     assert [line for line in lines if "line after the app's logging" in line] == [
         "APP analytics_posthog: line after the app's logging"
