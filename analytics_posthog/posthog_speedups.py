@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from analytics_posthog.fast_clean import Clean
+from analytics_posthog.strict_json import encode_finite
 
 
 def one_argument(clean: Clean) -> Callable[[Any], Any]:
@@ -43,13 +44,7 @@ def finite_first(encode: Callable[[Any, Any], str]) -> Callable[[Any, Any], str]
     def finite_first_encode(self: json.JSONEncoder, o: Any) -> str:
         if not self.allow_nan:
             return encode(self, o)
-        self.allow_nan = False
-        try:
-            return json.JSONEncoder.encode(self, o)
-        except ValueError:
-            pass
-        finally:
-            self.allow_nan = True
-        return encode(self, o)
+        encoded = encode_finite(self, o)
+        return encoded if encoded is not None else encode(self, o)
 
     return finite_first_encode

@@ -43,6 +43,7 @@ from segment.analytics import Client as SegmentClient
 from analytics_posthog import retries
 from analytics_posthog.forks import fork_safe_lock
 from analytics_posthog.reaches import attempt, declare, missing
+from analytics_posthog.strict_json import encode_finite
 
 SUBMODULE_NAMES = ("client", "consumer", "oauth_manager", "request", "utils", "version")
 _modules: dict[str, ModuleType] = {}
@@ -160,14 +161,8 @@ def finite_or_null(self: json.JSONEncoder, o: Any) -> str:
     """
     if not self.allow_nan:
         return json.JSONEncoder.encode(self, o)
-    self.allow_nan = False
-    try:
-        return json.JSONEncoder.encode(self, o)
-    except ValueError:
-        pass
-    finally:
-        self.allow_nan = True
-    return json.JSONEncoder.encode(self, _finite(o))
+    encoded = encode_finite(self, o)
+    return encoded if encoded is not None else json.JSONEncoder.encode(self, _finite(o))
 
 
 def _finite(value: Any) -> Any:
