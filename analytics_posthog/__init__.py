@@ -11,12 +11,59 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from analytics_posthog._delivery.forks import fork_safe_lock
+from analytics_posthog._patches.segment import SUBMODULES as SEGMENT_SUBMODULES
+from analytics_posthog._takeover import install_as_segment as install_as_segment
 from analytics_posthog.client import Client
-from analytics_posthog.forks import fork_safe_lock
-from analytics_posthog.segment_internals import SUBMODULES as SEGMENT_SUBMODULES
 from analytics_posthog.settings import DEFAULTS, NAMES, Settings
-from analytics_posthog.takeover import install_as_segment as install_as_segment
 from analytics_posthog.version import VERSION
+
+__all__ = [
+    # Segment's module API
+    "Client",
+    "__version__",
+    "default_client",
+    "write_key",
+    "host",
+    "on_error",
+    "debug",
+    "log_handler",
+    "send",
+    "sync_mode",
+    "max_queue_size",
+    "gzip",
+    "timeout",
+    "max_retries",
+    "proxies",
+    "thread",
+    "upload_size",
+    "upload_interval",
+    "max_total_backoff_duration",
+    "max_rate_limit_duration",
+    "oauth_client_id",
+    "oauth_client_key",
+    "oauth_key_id",
+    "oauth_auth_server",
+    "oauth_scope",
+    "track",
+    "identify",
+    "group",
+    "alias",
+    "page",
+    "screen",
+    "flush",
+    "join",
+    "shutdown",
+    # ours
+    "posthog_api_key",
+    "posthog_host",
+    "group_type",
+    "posthog_client",
+    "exit_timeout",
+    "configure",
+    "install_as_segment",
+    "get_posthog_client",
+]
 
 __version__ = VERSION
 # ``version`` names Segment's submodule here, as in ``segment.analytics``

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         help="send to the PostHog project in POSTHOG_API_KEY / POSTHOG_HOST",
     )
 
-    from analytics_posthog.replay import cli as replay_cli
+    from analytics_posthog._backfill import cli as replay_cli
 
     replay_cli.add_commands(commands)
 
@@ -54,13 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "demo":
-        from analytics_posthog import demo as demo_module
+        from analytics_posthog._cli import demo as demo_module
 
         return demo_module.run(live=args.live)
     if args.command in ("replay", "export"):
         return replay_cli.run(args)
     if args.command == "doctor":
-        from analytics_posthog import doctor as doctor_module
+        from analytics_posthog._cli import doctor as doctor_module
 
         return doctor_module.run(
             posthog_api_key=args.posthog_api_key,

@@ -17,12 +17,12 @@ from typing import Any
 import posthog
 from segment.analytics import Client as SegmentClient
 
-from analytics_posthog import message
-from analytics_posthog.config import NO_KEY_MESSAGE, resolve_keys
-from analytics_posthog.delivery import Delivery
-from analytics_posthog.message import Message
+from analytics_posthog._context.visitor import current as current_request
+from analytics_posthog._delivery.delivery import Delivery
+from analytics_posthog._keys import NO_KEY_MESSAGE, resolve_keys
+from analytics_posthog._message import build as message
+from analytics_posthog._message.build import Message
 from analytics_posthog.settings import DEFAULTS, Settings
-from analytics_posthog.visitor import current as current_request
 
 OnError = Callable[[Exception, Any], None]
 Result = tuple[bool, Message]

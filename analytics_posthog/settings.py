@@ -17,8 +17,8 @@ from typing import Any
 
 import posthog
 from segment.analytics import Client as SegmentClient
-from segment.analytics.client import require
 
+from analytics_posthog._patches.segment import require
 from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 
 OnError = Callable[[Exception, Any], None]

@@ -125,7 +125,7 @@ def _posthog_client(url: str, **kw: Any) -> Any:
     this contender (the next ``ours`` client puts them back)."""
     import posthog
 
-    from analytics_posthog import posthog_internals
+    from analytics_posthog._patches import posthog as posthog_internals
 
     posthog_internals.restore_speedups()
     return posthog.Client("phc_x", host=url, **kw)

@@ -34,9 +34,9 @@ from segment.analytics.request import DatetimeSerializer as SegmentSerializer  #
 
 import analytics_posthog  # noqa: E402
 from analytics_posthog import posthog_internals  # noqa: E402
+from analytics_posthog._delivery.posthog_leg import PostHogLeg  # noqa: E402
+from analytics_posthog._delivery.segment_leg import segment_message  # noqa: E402
 from analytics_posthog.mapping import to_posthog  # noqa: E402
-from analytics_posthog.posthog_leg import PostHogLeg  # noqa: E402
-from analytics_posthog.segment_leg import segment_message  # noqa: E402
 
 BATCH = 100
 

@@ -702,12 +702,12 @@ def header(quick: bool) -> str:
     digest = hashlib.sha256()
     for name in (
         "client.py",
-        "delivery.py",
-        "dispatcher.py",
-        "posthog_leg.py",
-        "segment_leg.py",
+        "_delivery/delivery.py",
+        "_delivery/dispatcher.py",
+        "_delivery/posthog_leg.py",
+        "_delivery/segment_leg.py",
         "mapping.py",
-        "message.py",
+        "_message/build.py",
     ):
         try:
             with open(os.path.join(ROOT, "analytics_posthog", name), "rb") as f:

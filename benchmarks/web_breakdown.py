@@ -27,7 +27,7 @@ import run
 from _contenders import BY_NAME, PAYLOADS
 from _server import ServerProcess, scrub_environment
 
-import analytics_posthog.dispatcher as dispatcher
+import analytics_posthog._delivery.dispatcher as dispatcher
 
 #: (label, contender, dispatcher held off during the blocks)
 VARIANTS = (

@@ -8,7 +8,8 @@ from typing import Any
 from segment.analytics.consumer import MAX_MSG_SIZE
 
 import analytics_posthog
-from analytics_posthog import request_context, request_fields
+from analytics_posthog._context import fields as request_fields
+from analytics_posthog._context import request as request_context
 
 #: Bytes 0x80-0xFF as a server hands them to an app (latin-1): 6 bytes of JSON each.
 HOSTILE = bytes(range(0x80, 0x100)).decode("latin-1") * 40

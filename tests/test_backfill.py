@@ -17,9 +17,9 @@ from pathlib import Path
 
 from test_replay import ENV, ROOT, msg, run, write
 
-from analytics_posthog import replay
+from analytics_posthog import _backfill as replay
+from analytics_posthog._backfill.lines import MAX_EVENT_BYTES
 from analytics_posthog.mapping import event_uuid
-from analytics_posthog.replay.lines import MAX_EVENT_BYTES
 
 
 def cli(*args, server=None, timeout=60):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics_posthog.client_ip import client_ip, parse_trust
+from analytics_posthog._context.client_ip import client_ip, parse_trust
 
 PEER = "10.0.0.2"
 

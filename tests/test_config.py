@@ -8,7 +8,7 @@ import pytest
 
 import analytics_posthog
 from analytics_posthog import Client
-from analytics_posthog.config import DEFAULT_POSTHOG_HOST, resolve_keys
+from analytics_posthog._keys import DEFAULT_POSTHOG_HOST, resolve_keys
 
 KEY_VARIABLES = ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST", "SEGMENT_WRITE_KEY")
 

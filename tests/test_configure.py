@@ -17,12 +17,12 @@ from flask import Flask
 
 import analytics_posthog as analytics
 from analytics_posthog import Client, integrations
+from analytics_posthog._delivery.legs import Leg
+from analytics_posthog._delivery.posthog_leg import PostHogLeg
+from analytics_posthog._delivery.segment_leg import SegmentLeg
 from analytics_posthog.integrations import HookOptions
 from analytics_posthog.integrations.asgi import AnalyticsMiddleware as AsgiMiddleware
 from analytics_posthog.integrations.flask import Analytics
-from analytics_posthog.legs import Leg
-from analytics_posthog.posthog_leg import PostHogLeg
-from analytics_posthog.segment_leg import SegmentLeg
 from analytics_posthog.settings import DEFAULTS, NAMES, Settings
 
 PACKAGE = os.path.dirname(analytics.__file__)
@@ -182,13 +182,16 @@ def imported_modules(name):
 
 
 def test_delivery_never_imports_the_client_not_even_through_another_module():
-    seen, todo = set(), ["analytics_posthog.delivery"]
+    seen, todo = set(), ["analytics_posthog._delivery.delivery"]
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
             todo.extend(imported_modules(name))
-    assert "analytics_posthog.dispatcher" in seen and "analytics_posthog.posthog_leg" in seen
+    assert (
+        "analytics_posthog._delivery.dispatcher" in seen
+        and "analytics_posthog._delivery.posthog_leg" in seen
+    )
     assert "analytics_posthog.client" not in seen
 
 

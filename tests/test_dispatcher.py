@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from analytics_posthog import dispatcher
+from analytics_posthog._delivery import dispatcher
 
 
 def test_a_call_wakes_an_idle_dispatcher_instead_of_waiting_for_its_poll(monkeypatch):

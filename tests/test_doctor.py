@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from analytics_posthog import doctor
+from analytics_posthog._cli import doctor
 from analytics_posthog.testing import CaptureServer
 
 

@@ -17,7 +17,8 @@ import pytest
 from forward_proxy import ForwardProxy
 
 import analytics_posthog
-from analytics_posthog import Client, reaches
+from analytics_posthog import Client
+from analytics_posthog._patches import register as reaches
 from analytics_posthog.mapping import event_uuid
 from analytics_posthog.testing import CaptureServer
 

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from analytics_posthog import forks
+from analytics_posthog._delivery import forks
 from analytics_posthog.testing import CaptureServer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

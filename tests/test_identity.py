@@ -7,8 +7,8 @@ from urllib.parse import quote
 
 import pytest
 
-from analytics_posthog import identity
-from analytics_posthog.identity import BrowserVisitor, from_cookies
+from analytics_posthog._context import cookies as identity
+from analytics_posthog._context.cookies import BrowserVisitor, from_cookies
 
 KEY = "phc_abc123"
 NOW = 1_750_000_000_000  # ms

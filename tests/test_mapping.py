@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 from shapes import calls
 
-from analytics_posthog import message
+from analytics_posthog._message import build as message
 from analytics_posthog.mapping import (
     UUID_NAMESPACE,
     event_uuid,

@@ -6,7 +6,7 @@ import os
 import threading
 import uuid
 
-from analytics_posthog.message_ids import IDS_PER_READ, new_message_id
+from analytics_posthog._message.ids import IDS_PER_READ, new_message_id
 
 
 def test_ids_are_uuid4_strings_like_segments():

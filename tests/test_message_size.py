@@ -13,7 +13,8 @@ from segment.analytics import Client as SegmentClient
 from segment.analytics.consumer import MAX_MSG_SIZE
 from segment.analytics.request import DatetimeSerializer
 
-from analytics_posthog import Client, message
+from analytics_posthog import Client
+from analytics_posthog._message import build as message
 
 #: Values whose JSON is widest for their marshal size: each should need the
 #: most of the bound's factor.

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from analytics_posthog import outages
+from analytics_posthog._delivery import outages
 from analytics_posthog.testing import CaptureServer
 
 POSTHOG_KEY = "phc_SECRET_posthog_key"

@@ -6,8 +6,9 @@ import posthog
 import pytest
 
 import analytics_posthog
-from analytics_posthog import Client, request_context
-from analytics_posthog.request_context import RequestContext
+from analytics_posthog import Client
+from analytics_posthog._context import request as request_context
+from analytics_posthog._context.request import RequestContext
 from analytics_posthog.testing import CaptureServer
 
 

@@ -16,7 +16,7 @@ import posthog.request
 import posthog.utils
 import pytest
 
-from analytics_posthog import posthog_internals
+from analytics_posthog._patches import posthog as posthog_internals
 
 
 @dataclasses.dataclass

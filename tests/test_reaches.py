@@ -14,14 +14,16 @@ import textwrap
 
 import pytest
 
-from analytics_posthog import reaches
+from analytics_posthog._patches import register as reaches
 
 BURST = 200
 
 #: A dual-write burst, then the register as the process found it, as JSON on the last line.
 BURST_SCRIPT = """
 import json
-from analytics_posthog import Client, doctor, reaches
+from analytics_posthog import Client
+from analytics_posthog._cli import doctor
+from analytics_posthog._patches import register as reaches
 client = Client("wk", host="{segment}", posthog_api_key="phc_test", posthog_host="{posthog}", upload_interval=0.05)
 for i in range({n}):
     client.track("u%d" % i, "Burst", {{"i": i, "price": 1.5}})
@@ -84,7 +86,7 @@ def test_doctor_says_which_reaches_are_off_and_why(capture_server):
     script = (
         """
     import io, json
-    from analytics_posthog import doctor
+    from analytics_posthog._cli import doctor
     out = io.StringIO()
     doctor.run(posthog_api_key="phc_test", posthog_host="%s", out=out, timeout=2)
     print(json.dumps(out.getvalue()))

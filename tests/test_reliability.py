@@ -319,9 +319,9 @@ def test_exit_timeout_error_type_is_exported():
 def test_backlog_stays_in_our_queue_while_every_leg_is_backed_up(
     capture_server, segment_server, monkeypatch
 ):
-    import analytics_posthog.delivery
+    import analytics_posthog._delivery.delivery
 
-    monkeypatch.setattr(analytics_posthog.delivery, "LEG_WINDOW", 5)
+    monkeypatch.setattr(analytics_posthog._delivery.delivery, "LEG_WINDOW", 5)
     capture_server.hang(30, leg="posthog")
     segment_server.hang(30, leg="segment")
     client = dual_client(
@@ -341,9 +341,9 @@ def test_backlog_stays_in_our_queue_while_every_leg_is_backed_up(
 
 
 def test_a_backed_up_leg_does_not_hold_back_the_other(capture_server, segment_server, monkeypatch):
-    import analytics_posthog.delivery
+    import analytics_posthog._delivery.delivery
 
-    monkeypatch.setattr(analytics_posthog.delivery, "LEG_WINDOW", 5)
+    monkeypatch.setattr(analytics_posthog._delivery.delivery, "LEG_WINDOW", 5)
     segment_server.hang(30, leg="segment")
     client = dual_client(capture_server, segment_server, upload_size=5, upload_interval=0.05)
     for i in range(200):
@@ -380,8 +380,8 @@ def test_a_child_does_not_share_the_parents_connections(capture_server, segment_
     "lock",
     [
         "analytics_posthog._default_client_lock",
-        "analytics_posthog.posthog_internals._lock",
-        "analytics_posthog.segment_internals._lock",
+        "analytics_posthog._patches.posthog._lock",
+        "analytics_posthog._patches.segment._lock",
     ],
 )
 def test_a_child_forked_while_another_thread_holds_one_of_our_locks_is_not_stuck(

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics_posthog import mapping, replay
+from analytics_posthog import _backfill as replay
+from analytics_posthog import mapping
 from analytics_posthog.mapping import event_uuid
 
 ROOT = Path(__file__).resolve().parent.parent

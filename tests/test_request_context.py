@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from analytics_posthog import Client, request_context
-from analytics_posthog.request_context import RequestContext
+from analytics_posthog import Client
+from analytics_posthog._context import request as request_context
+from analytics_posthog._context.request import RequestContext
 
 
 def test_build_describes_the_page():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analytics_posthog.request_fields import first_language, sanitise
+from analytics_posthog._context.fields import first_language, sanitise
 
 
 def test_header_sanitising():

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from analytics_posthog import Client, retries
+from analytics_posthog import Client
+from analytics_posthog._delivery import retries
 
 
 @pytest.mark.parametrize("attempt", range(9))

@@ -87,7 +87,7 @@ def test_dual_write_after_takeover_still_uses_segments_real_client():
         import analytics_posthog
         analytics_posthog.install_as_segment()
         import segment.analytics as analytics
-        from analytics_posthog import segment_leg
+        from analytics_posthog._delivery import segment_leg
 
         with CaptureServer() as posthog_server, CaptureServer() as segment_server:
             analytics.write_key = "seg-wk"

@@ -15,9 +15,10 @@ from segment.analytics import Client as SegmentClient
 from segment.analytics.consumer import MAX_MSG_SIZE
 from shapes import calls
 
-from analytics_posthog import Client, message
+from analytics_posthog import Client
+from analytics_posthog._delivery.segment_leg import segment_message
+from analytics_posthog._message import build as message
 from analytics_posthog.errors import Unsendable
-from analytics_posthog.segment_leg import segment_message
 from analytics_posthog.testing import CaptureServer
 
 LIMIT = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0

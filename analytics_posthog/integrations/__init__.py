@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 import analytics_posthog
-from analytics_posthog import request_context
-from analytics_posthog.client_ip import Trust, parse_trust
-from analytics_posthog.request_context import RequestContext
+from analytics_posthog._context import request as request_context
+from analytics_posthog._context.client_ip import Trust, parse_trust
+from analytics_posthog._context.request import RequestContext
 
 log = logging.getLogger("analytics_posthog")
 

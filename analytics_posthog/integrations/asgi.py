@@ -23,8 +23,9 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
-from analytics_posthog import integrations, request_context
-from analytics_posthog.client_ip import parse_trust
+from analytics_posthog import integrations
+from analytics_posthog._context import request as request_context
+from analytics_posthog._context.client_ip import parse_trust
 from analytics_posthog.integrations import DEFAULT_PAGE_SKIP, HookOptions, PageSkip
 from analytics_posthog.integrations.lifespan import (
     ASGIApp,

@@ -38,10 +38,11 @@ from typing import Any
 from celery import Celery, signals
 
 import analytics_posthog
-from analytics_posthog import request_context, visitor
+from analytics_posthog._context import request as request_context
+from analytics_posthog._context import visitor
+from analytics_posthog._context.fields import sanitise_id
+from analytics_posthog._context.request import DISTINCT_ID_HEADER, SESSION_ID_HEADER, RequestContext
 from analytics_posthog.client import Client
-from analytics_posthog.request_context import DISTINCT_ID_HEADER, SESSION_ID_HEADER, RequestContext
-from analytics_posthog.request_fields import sanitise_id
 
 log = logging.getLogger("analytics_posthog")
 

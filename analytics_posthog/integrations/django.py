@@ -32,9 +32,10 @@ from django.http import (
 )
 
 import analytics_posthog
-from analytics_posthog import integrations, request_context
+from analytics_posthog import integrations
+from analytics_posthog._context import request as request_context
+from analytics_posthog._context.request import RequestContext
 from analytics_posthog.integrations import HookOptions
-from analytics_posthog.request_context import RequestContext
 
 SETTING = "ANALYTICS_POSTHOG"
 APP = "analytics_posthog.integrations.django.AnalyticsPostHogConfig"

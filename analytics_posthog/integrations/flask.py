@@ -15,7 +15,8 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 import analytics_posthog
-from analytics_posthog import integrations, request_context
+from analytics_posthog import integrations
+from analytics_posthog._context import request as request_context
 from analytics_posthog.integrations import HookOptions
 
 PREFIX = "ANALYTICS_POSTHOG_"

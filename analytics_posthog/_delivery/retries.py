@@ -32,10 +32,10 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from analytics_posthog import outages
+from analytics_posthog._delivery import outages
 
 if TYPE_CHECKING:
-    from analytics_posthog.legs import Leg
+    from analytics_posthog._delivery.legs import Leg
 
 log = logging.getLogger("analytics_posthog")
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 from urllib.parse import unquote
 
-from analytics_posthog.config import resolve_keys
-from analytics_posthog.request_fields import sanitise_id
+from analytics_posthog._context.fields import sanitise_id
+from analytics_posthog._keys import resolve_keys
 
 #: Only this much of a ``Cookie`` header is read (browsers send at most a few KB).
 HEADER_LIMIT = 8192

@@ -25,12 +25,11 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from analytics_posthog.mapping import parse_timestamp
-from analytics_posthog.replay.cli import parse_moment, parse_types
-from analytics_posthog.replay.exporting import export
-from analytics_posthog.replay.lines import TYPES
-from analytics_posthog.replay.replaying import Replay
-from analytics_posthog.replay.run import (
+from analytics_posthog._backfill.cli import parse_moment, parse_types
+from analytics_posthog._backfill.exporting import export
+from analytics_posthog._backfill.lines import TYPES
+from analytics_posthog._backfill.replaying import Replay
+from analytics_posthog._backfill.run import (
     EXIT_DELIVERY,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -38,6 +37,7 @@ from analytics_posthog.replay.run import (
     EXIT_USAGE,
     Options,
 )
+from analytics_posthog.mapping import parse_timestamp
 
 __all__ = [
     "EXIT_DELIVERY",

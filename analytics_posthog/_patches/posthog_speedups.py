@@ -25,8 +25,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from analytics_posthog.fast_clean import Clean
-from analytics_posthog.strict_json import encode_finite
+from analytics_posthog._message.clean import Clean
+from analytics_posthog._patches.strict_json import encode_finite
 
 
 def one_argument(clean: Clean) -> Callable[[Any], Any]:

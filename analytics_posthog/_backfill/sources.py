@@ -18,7 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, cast
 
-from analytics_posthog.replay import remote
+from analytics_posthog._backfill import remote
+from analytics_posthog._backfill.usage import UsageError
 
 STDIN = "-"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -27,11 +28,6 @@ REJECTS_SUFFIX = ".rejects.jsonl"
 CHECKPOINT_SUFFIX = ".replay-checkpoint.json"
 #: This tool's own files, never read as input when they sit in the tree.
 OWN_SUFFIXES = (REJECTS_SUFFIX, CHECKPOINT_SUFFIX)
-
-
-class UsageError(Exception):
-    """The command cannot start as given (a PATH that does not exist, a
-    missing extra); the message says what to change."""
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,17 @@ from typing import Any
 import posthog
 from segment.analytics import Client as SegmentClient
 
-from analytics_posthog import message, posthog_leg, segment_leg
-from analytics_posthog.config import POSTHOG_MISSING_MESSAGE, Keys
-from analytics_posthog.dispatcher import Dispatcher
-from analytics_posthog.drops import Drops
+from analytics_posthog._delivery import posthog_leg, segment_leg
+from analytics_posthog._delivery.dispatcher import Dispatcher
+from analytics_posthog._delivery.drops import Drops
+from analytics_posthog._delivery.forks import GATE, reset_in_child
+from analytics_posthog._delivery.legs import Leg
+from analytics_posthog._delivery.stats import DeliveryStats
+from analytics_posthog._keys import POSTHOG_MISSING_MESSAGE, Keys
+from analytics_posthog._message import build as message
+from analytics_posthog._message.build import Message
 from analytics_posthog.errors import ClientClosed, DeliveryError, ExitTimeout, QueueFull
-from analytics_posthog.forks import GATE, reset_in_child
-from analytics_posthog.legs import Leg
-from analytics_posthog.message import Message
 from analytics_posthog.settings import OnError, Settings
-from analytics_posthog.stats import DeliveryStats
 
 log = logging.getLogger("analytics_posthog")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import posthog
 
-from analytics_posthog import posthog_internals
+from analytics_posthog._patches import posthog as posthog_internals
 from analytics_posthog.mapping import EVENT_NAMES, parse_timestamp, to_posthog
 
 TYPES = ("track", "identify", "page", "screen", "group", "alias")

@@ -29,10 +29,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from analytics_posthog.forks import reset_in_child
-from analytics_posthog.message import Message, delivering_near_limit
-from analytics_posthog.posthog_internals import active_scope as posthog_scope
-from analytics_posthog.posthog_internals import pinned
+from analytics_posthog._delivery.forks import reset_in_child
+from analytics_posthog._message.build import Message, delivering_near_limit
+from analytics_posthog._patches.posthog import active_scope as posthog_scope
+from analytics_posthog._patches.posthog import pinned
 
 log = logging.getLogger("analytics_posthog")
 

@@ -40,10 +40,10 @@ from typing import Any
 from requests import sessions
 from segment.analytics import Client as SegmentClient
 
-from analytics_posthog import retries
-from analytics_posthog.forks import fork_safe_lock
-from analytics_posthog.reaches import attempt, declare, missing
-from analytics_posthog.strict_json import encode_finite
+from analytics_posthog._delivery import retries
+from analytics_posthog._delivery.forks import fork_safe_lock
+from analytics_posthog._patches.register import attempt, declare, missing
+from analytics_posthog._patches.strict_json import encode_finite
 
 SUBMODULE_NAMES = ("client", "consumer", "oauth_manager", "request", "utils", "version")
 _modules: dict[str, ModuleType] = {}

@@ -19,10 +19,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from analytics_posthog.replay.days import DayWriter, merge
-from analytics_posthog.replay.lines import EVENT, FILTERED, Converter, Filters, Rejected
-from analytics_posthog.replay.rejects import Rejects
-from analytics_posthog.replay.sources import (
+from analytics_posthog._backfill.days import DayWriter, merge
+from analytics_posthog._backfill.lines import EVENT, FILTERED, Converter, Filters, Rejected
+from analytics_posthog._backfill.rejects import Rejects
+from analytics_posthog._backfill.sources import (
     Damaged,
     Listed,
     Source,

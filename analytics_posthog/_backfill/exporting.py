@@ -17,11 +17,11 @@ import time
 from datetime import datetime, timezone
 from typing import TextIO
 
-from analytics_posthog.replay import remote
-from analytics_posthog.replay.days import SUFFIX, day_file, days
-from analytics_posthog.replay.progress import Progress
-from analytics_posthog.replay.rejects import Rejects
-from analytics_posthog.replay.run import (
+from analytics_posthog._backfill import remote
+from analytics_posthog._backfill.days import SUFFIX, day_file, days
+from analytics_posthog._backfill.progress import Progress
+from analytics_posthog._backfill.rejects import Rejects
+from analytics_posthog._backfill.run import (
     EXIT_USAGE,
     Options,
     exit_code,
@@ -30,8 +30,8 @@ from analytics_posthog.replay.run import (
     read_input,
     summary_lines,
 )
-from analytics_posthog.replay.scan import ScanStats
-from analytics_posthog.replay.sources import REJECTS_SUFFIX, UsageError
+from analytics_posthog._backfill.scan import ScanStats
+from analytics_posthog._backfill.sources import REJECTS_SUFFIX, UsageError
 
 #: zlib's default: the files are kept and uploaded, so size matters more than
 #: in replay's spool.
@@ -39,7 +39,7 @@ EXPORT_LEVEL = 6
 
 
 def export(options: Options, err: TextIO) -> int:
-    """Run an export; the exit code (see ``analytics_posthog.replay``)."""
+    """Run an export; the exit code (see ``analytics_posthog._backfill``)."""
     started = time.monotonic()
     out = options.out or ""
     try:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from analytics_posthog.forks import fork_safe_lock
+from analytics_posthog._delivery.forks import fork_safe_lock
 
 log = logging.getLogger("analytics_posthog")
 

@@ -24,15 +24,9 @@ from urllib.parse import urlsplit
 
 import posthog
 
-from analytics_posthog import (
-    message,
-    posthog_internals,
-    posthog_leg,
-    reaches,
-    segment_internals,
-    segment_leg,
-)
-from analytics_posthog.config import (
+from analytics_posthog._delivery import posthog_leg, segment_leg
+from analytics_posthog._delivery.legs import Leg as DeliveryLeg
+from analytics_posthog._keys import (
     DEFAULT_POSTHOG_HOST,
     POSTHOG_HOST_VARIABLE,
     POSTHOG_KEY_PREFIX,
@@ -40,7 +34,10 @@ from analytics_posthog.config import (
     SEGMENT_KEY_VARIABLE,
     resolve_keys,
 )
-from analytics_posthog.legs import Leg as DeliveryLeg
+from analytics_posthog._message import build as message
+from analytics_posthog._patches import posthog as posthog_internals
+from analytics_posthog._patches import register as reaches
+from analytics_posthog._patches import segment as segment_internals
 from analytics_posthog.settings import Settings
 
 SEGMENT_DEFAULT_HOST = "https://api.segment.io"

@@ -24,10 +24,9 @@ from typing import (
     Any,
 )
 
-from analytics_posthog import identity
-from analytics_posthog.client_ip import Trust, client_ip
-from analytics_posthog.message import TOO_LARGE
-from analytics_posthog.request_fields import (
+from analytics_posthog._context import cookies as identity
+from analytics_posthog._context.client_ip import Trust, client_ip
+from analytics_posthog._context.fields import (
     ID_LIMIT,
     USER_AGENT_LIMIT,
     first_language,
@@ -35,6 +34,7 @@ from analytics_posthog.request_fields import (
     sanitise_field,
     sanitise_page,
 )
+from analytics_posthog._message.build import TOO_LARGE
 
 #: posthog-js sends these with fetch/XHR requests to hosts listed in its
 #: ``__add_tracing_headers`` option, linking backend events to the browser session.

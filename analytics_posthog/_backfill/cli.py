@@ -11,7 +11,7 @@ import sys
 from datetime import date, datetime, timezone
 from typing import Any
 
-from analytics_posthog.replay.lines import TYPES
+from analytics_posthog._backfill.lines import TYPES
 
 EXIT_CODES = (
     "Exit code: 0 all sent, 1 some lines or files rejected (the rest sent; see the rejects file), "
@@ -141,10 +141,10 @@ def _input_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``replay`` or ``export`` as parsed; never raises."""
-    from analytics_posthog import replay as package
-    from analytics_posthog.config import resolve_keys
+    from analytics_posthog import _backfill as package
+    from analytics_posthog._backfill.sending import DEFAULT_RATE
+    from analytics_posthog._keys import resolve_keys
     from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
-    from analytics_posthog.replay.sending import DEFAULT_RATE
 
     if args.endpoint_url:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url

@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
+from analytics_posthog._backfill.usage import UsageError
+
 #: URL schemes read through fsspec; each is also the name of the extra that installs it.
 SCHEMES = frozenset({"s3", "gs"})
 
@@ -24,8 +26,6 @@ def is_url(path: str) -> bool:
 def filesystem(url: str) -> tuple[Any, str]:
     """(fsspec filesystem, path inside it); a ``UsageError`` naming the extra to
     install when fsspec or the store's driver is missing."""
-    from analytics_posthog.replay.sources import UsageError
-
     scheme = url.split("://", 1)[0]
     try:
         import fsspec

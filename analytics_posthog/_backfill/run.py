@@ -11,15 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
-from analytics_posthog.replay import remote
-from analytics_posthog.replay.days import DayWriter
-from analytics_posthog.replay.lines import TYPES, Converter, Filters
-from analytics_posthog.replay.progress import Progress
-from analytics_posthog.replay.rejects import Rejects
-from analytics_posthog.replay.scan import ScanStats, scan, scan_parallel
-from analytics_posthog.replay.sending import DEFAULT_RATE
-from analytics_posthog.replay.sources import (
+from analytics_posthog._backfill import remote
+from analytics_posthog._backfill.days import DayWriter
+from analytics_posthog._backfill.lines import TYPES, Converter, Filters
+from analytics_posthog._backfill.progress import Progress
+from analytics_posthog._backfill.rejects import Rejects
+from analytics_posthog._backfill.scan import ScanStats, scan, scan_parallel
+from analytics_posthog._backfill.sending import DEFAULT_RATE
+from analytics_posthog._backfill.sources import (
     STDIN,
     Listed,
     Source,
@@ -27,6 +26,7 @@ from analytics_posthog.replay.sources import (
     listing,
     total_bytes,
 )
+from analytics_posthog.mapping import DEFAULT_GROUP_TYPE
 
 EXIT_OK = 0
 EXIT_REJECTS = 1

@@ -12,11 +12,12 @@ from typing import Any
 
 import posthog
 
-from analytics_posthog import posthog_internals, retries
+from analytics_posthog._delivery import retries
+from analytics_posthog._delivery.queues import take_back
+from analytics_posthog._message.build import Message
+from analytics_posthog._patches import posthog as posthog_internals
+from analytics_posthog._patches.posthog import SERVER_OS_PROPERTIES, capture_os, capturing_for
 from analytics_posthog.mapping import to_posthog
-from analytics_posthog.message import Message
-from analytics_posthog.posthog_internals import SERVER_OS_PROPERTIES, capture_os, capturing_for
-from analytics_posthog.queues import take_back
 
 
 def require_proxy_route(proxies: dict[str, str] | None) -> None:

@@ -16,10 +16,10 @@ stays as Segment would have sent it.
 
 from __future__ import annotations
 
-from analytics_posthog import request_context
-from analytics_posthog.posthog_internals import context_distinct_id, context_session_id
-from analytics_posthog.request_context import RequestContext
-from analytics_posthog.request_fields import sanitise_id
+from analytics_posthog._context import request as request_context
+from analytics_posthog._context.fields import sanitise_id
+from analytics_posthog._context.request import RequestContext
+from analytics_posthog._patches.posthog import context_distinct_id, context_session_id
 
 
 def current() -> RequestContext | None:

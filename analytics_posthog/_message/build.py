@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from re import Pattern
 from typing import Any
 
-from analytics_posthog.fast_clean import with_fast_path
-from analytics_posthog.message_ids import new_message_id
-from analytics_posthog.segment_internals import (
+from analytics_posthog._message.clean import with_fast_path
+from analytics_posthog._message.ids import new_message_id
+from analytics_posthog._patches.segment import (
     ID_TYPES,
     MAX_MSG_SIZE,
     DatetimeSerializer,
@@ -30,8 +30,8 @@ from analytics_posthog.segment_internals import (
     require,
     stringify_id,
 )
-from analytics_posthog.segment_internals import clean as segment_clean
-from analytics_posthog.segment_internals import log as segment_log
+from analytics_posthog._patches.segment import clean as segment_clean
+from analytics_posthog._patches.segment import log as segment_log
 from analytics_posthog.version import VERSION
 
 Message = dict[str, Any]

@@ -13,13 +13,13 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import TextIO
 
-from analytics_posthog.replay import checkpoint as checkpoints
-from analytics_posthog.replay.checkpoint import CheckpointError, State
-from analytics_posthog.replay.days import days, read_day
-from analytics_posthog.replay.lines import HISTORICAL_AFTER, TYPE_OF_EVENT
-from analytics_posthog.replay.progress import Progress
-from analytics_posthog.replay.rejects import Rejects
-from analytics_posthog.replay.run import (
+from analytics_posthog._backfill import checkpoint as checkpoints
+from analytics_posthog._backfill.checkpoint import CheckpointError, State
+from analytics_posthog._backfill.days import days, read_day
+from analytics_posthog._backfill.lines import HISTORICAL_AFTER, TYPE_OF_EVENT
+from analytics_posthog._backfill.progress import Progress
+from analytics_posthog._backfill.rejects import Rejects
+from analytics_posthog._backfill.run import (
     EXIT_USAGE,
     Options,
     exit_code,
@@ -29,14 +29,14 @@ from analytics_posthog.replay.run import (
     read_input,
     summary_lines,
 )
-from analytics_posthog.replay.scan import ScanStats
-from analytics_posthog.replay.sending import (
+from analytics_posthog._backfill.scan import ScanStats
+from analytics_posthog._backfill.sending import (
     CHECKPOINT_EVERY_EVENTS,
     CHECKPOINT_EVERY_SECONDS,
     PostHogSink,
     Throttle,
 )
-from analytics_posthog.replay.sources import (
+from analytics_posthog._backfill.sources import (
     CHECKPOINT_SUFFIX,
     REJECTS_SUFFIX,
     STDIN,

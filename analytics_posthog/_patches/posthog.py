@@ -43,11 +43,11 @@ import posthog.request as posthog_request
 import posthog.utils as posthog_utils
 import requests
 
-from analytics_posthog import retries
-from analytics_posthog.fast_clean import with_fast_path
-from analytics_posthog.forks import fork_safe_lock
-from analytics_posthog.posthog_speedups import finite_first, one_argument
-from analytics_posthog.reaches import UNUSED, attempt, declare, missing
+from analytics_posthog._delivery import retries
+from analytics_posthog._delivery.forks import fork_safe_lock
+from analytics_posthog._message.clean import with_fast_path
+from analytics_posthog._patches.posthog_speedups import finite_first, one_argument
+from analytics_posthog._patches.register import UNUSED, attempt, declare, missing
 
 try:
     import posthog.capture_v1 as posthog_capture_v1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from analytics_posthog.message import Message
+from analytics_posthog._message.build import Message
 
 
 class Leg(Protocol):

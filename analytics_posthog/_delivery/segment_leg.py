@@ -15,14 +15,15 @@ from collections.abc import Callable
 
 from segment.analytics import Client as SegmentClient
 
-from analytics_posthog import retries, segment_internals
+from analytics_posthog._delivery import retries
+from analytics_posthog._delivery.forks import reset_in_child
+from analytics_posthog._delivery.queues import take_back
+from analytics_posthog._message.build import Message, delivering_near_limit, json_size
+from analytics_posthog._patches import segment as segment_internals
+from analytics_posthog._patches.segment import MAX_MSG_SIZE
+from analytics_posthog._patches.segment import VERSION as SEGMENT_VERSION
 from analytics_posthog.errors import Unsendable
-from analytics_posthog.forks import reset_in_child
 from analytics_posthog.mapping import posthog_enabled, segment_integrations
-from analytics_posthog.message import Message, delivering_near_limit, json_size
-from analytics_posthog.queues import take_back
-from analytics_posthog.segment_internals import MAX_MSG_SIZE
-from analytics_posthog.segment_internals import VERSION as SEGMENT_VERSION
 
 #: What Segment's own client names itself in ``context.library``: the Segment
 #: leg sends each message as that client would have (shared, read-only).

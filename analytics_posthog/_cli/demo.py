@@ -13,8 +13,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from analytics_posthog._keys import POSTHOG_KEY_VARIABLES
 from analytics_posthog.client import Client
-from analytics_posthog.config import POSTHOG_KEY_VARIABLES
 from analytics_posthog.testing import CaptureServer
 
 CONTEXT = {

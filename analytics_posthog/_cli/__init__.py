@@ -1,0 +1,1 @@
+"""The command line: doctor and demo (the backfill's commands live in _backfill)."""

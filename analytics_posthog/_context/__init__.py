@@ -1,0 +1,1 @@
+"""Who a call is about: the web request's context, its fields, the client IP, the cookies."""

@@ -1,0 +1,1 @@
+"""After the call returns: the dispatcher, the legs, and the account of every message."""
