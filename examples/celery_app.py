@@ -20,11 +20,11 @@ from celery import Celery
 from flask import Flask
 
 import analytics_posthog as analytics
-from analytics_posthog.integrations.celery import Analytics as CeleryAnalytics
-from analytics_posthog.integrations.flask import Analytics
+from analytics_posthog.integrations.celery import CeleryAnalytics
+from analytics_posthog.integrations.flask import FlaskAnalytics
 
 app = Flask(__name__)
-Analytics(app)
+FlaskAnalytics(app)
 celery = Celery("celery_app", broker=os.environ.get("CELERY_BROKER_URL", "memory://"))
 CeleryAnalytics(celery)
 

@@ -19,13 +19,13 @@ from flask import Flask, Response, after_this_request, request
 
 import analytics_posthog as analytics
 from analytics_posthog.integrations import visitor_named
-from analytics_posthog.integrations.flask import Analytics
+from analytics_posthog.integrations.flask import FlaskAnalytics
 
 VISITOR_COOKIE = "visitor_id"
 
 app = Flask(__name__)
 app.config["ANALYTICS_POSTHOG_PAGE_CALLS"] = True
-Analytics(app)
+FlaskAnalytics(app)
 
 
 def anonymous_id() -> str | None:

@@ -48,6 +48,17 @@ DEFAULT_PAGE_SKIP: tuple[str | re.Pattern[str], ...] = (
 PageSkip = tuple[Union[str, "re.Pattern[str]"], ...]
 
 
+def missing_extra(extra: str, error: ModuleNotFoundError) -> ModuleNotFoundError:
+    """The error a hook raises when its framework is not installed: it names the
+    extra to install, as a bare ``No module named 'flask'`` does not."""
+    package = (error.name or extra).split(".")[0]
+    return ModuleNotFoundError(
+        "analytics_posthog.integrations.%s needs %s: pip install 'analytics-posthog[%s]'"
+        % (extra, package, extra),
+        name=package,
+    )
+
+
 @dataclass(frozen=True)
 class HookOptions:
     """How a hook treats requests; everything that sends more than the calls the app makes is off by default."""

@@ -1,4 +1,4 @@
-"""Celery hook: ``Analytics(celery_app)`` in the code that both the web app and the worker import.
+"""Celery hook: ``CeleryAnalytics(celery_app)`` in the code that both the web app and the worker import.
 
 A task enqueued while a visitor is known (inside a hooked Django, Flask or
 ASGI request, a Celery task that was itself started by one, or a
@@ -35,14 +35,18 @@ import logging
 import signal
 from typing import Any
 
-from celery import Celery, signals
-
 import analytics_posthog
+from analytics_posthog import integrations
 from analytics_posthog._context import request as request_context
 from analytics_posthog._context import visitor
 from analytics_posthog._context.fields import sanitise_id
 from analytics_posthog._context.request import DISTINCT_ID_HEADER, SESSION_ID_HEADER, RequestContext
 from analytics_posthog.client import Client
+
+try:
+    from celery import Celery, signals
+except ModuleNotFoundError as error:
+    raise integrations.missing_extra("celery", error) from None
 
 log = logging.getLogger("analytics_posthog")
 
@@ -52,7 +56,7 @@ USER_ID = "userId"
 _TOKEN = "_analytics_posthog"
 
 
-class Analytics:
+class CeleryAnalytics:
     """``client``: the ``Client`` whose queue a prefork child delivers as it
     exits; the module's default client when not given."""
 
@@ -164,3 +168,7 @@ def received(request: Any) -> RequestContext | None:
         user_id=distinct_id if is_user else None,
         anonymous_id=None if is_user else distinct_id,
     )
+
+
+#: The name this hook had first; code written against it keeps working.
+Analytics = CeleryAnalytics

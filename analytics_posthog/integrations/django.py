@@ -19,23 +19,26 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.apps import AppConfig, apps
-from django.conf import settings
-from django.core.exceptions import DisallowedHost, ImproperlyConfigured
-from django.core.signals import setting_changed
-from django.http import (
-    FileResponse,
-    HttpRequest,
-    HttpResponseBase,
-    StreamingHttpResponse,
-)
-
 import analytics_posthog
 from analytics_posthog import integrations
 from analytics_posthog._context import request as request_context
 from analytics_posthog._context.request import RequestContext
 from analytics_posthog.integrations import HookOptions
+
+try:
+    from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+    from django.apps import AppConfig, apps
+    from django.conf import settings
+    from django.core.exceptions import DisallowedHost, ImproperlyConfigured
+    from django.core.signals import setting_changed
+    from django.http import (
+        FileResponse,
+        HttpRequest,
+        HttpResponseBase,
+        StreamingHttpResponse,
+    )
+except ModuleNotFoundError as error:
+    raise integrations.missing_extra("django", error) from None
 
 SETTING = "ANALYTICS_POSTHOG"
 APP = "analytics_posthog.integrations.django.AnalyticsPostHogConfig"

@@ -1,4 +1,4 @@
-"""Flask hook: ``Analytics(app)`` or ``Analytics().init_app(app)``.
+"""Flask hook: ``FlaskAnalytics(app)`` or ``FlaskAnalytics().init_app(app)``.
 
 Settings come from ``app.config`` keys ``ANALYTICS_POSTHOG_<NAME>`` (the
 names in ``analytics_posthog.integrations.KNOWN_SETTINGS``); ``init_app``
@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
-
 import analytics_posthog
 from analytics_posthog import integrations
 from analytics_posthog._context import request as request_context
 from analytics_posthog.integrations import HookOptions
 
+try:
+    from flask import Flask, Response, current_app, g, request
+except ModuleNotFoundError as error:
+    raise integrations.missing_extra("flask", error) from None
+
 PREFIX = "ANALYTICS_POSTHOG_"
 EXTENSION = "analytics_posthog"
 
 
-class Analytics:
+class FlaskAnalytics:
     def __init__(self, app: Flask | None = None) -> None:
         if app is not None:
             self.init_app(app)
@@ -92,3 +95,7 @@ def _user_id(options: HookOptions) -> Any:
     )
 
     return current_user.get_id() if current_user.is_authenticated else None
+
+
+#: The name this hook had first; code written against it keeps working.
+Analytics = FlaskAnalytics
