@@ -16,6 +16,8 @@ import pytest
 from test_backfill import exported
 from test_replay import ENV, ROOT, msg, write
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 boto3 = pytest.importorskip("boto3")

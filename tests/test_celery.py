@@ -18,6 +18,8 @@ from flask import Flask, request
 
 from analytics_posthog.integrations.flask import Analytics
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("celery")
 
 TESTS = Path(__file__).resolve().parent

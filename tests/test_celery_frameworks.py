@@ -4,6 +4,7 @@ a real in-process Celery worker (memory broker), checked on both legs' wire.
 
 from __future__ import annotations
 
+import pytest
 import test_hooks_asgi as asgi_tests
 import test_hooks_django  # noqa: F401  (configures Django)
 from celery import Celery
@@ -17,6 +18,8 @@ from fastapi import FastAPI
 import analytics_posthog as analytics
 from analytics_posthog.integrations.asgi import AnalyticsMiddleware
 from analytics_posthog.integrations.celery import Analytics
+
+pytestmark = pytest.mark.slow
 
 celery = Celery("test_celery_frameworks", broker="memory://")
 celery.conf.task_ignore_result = True

@@ -19,7 +19,7 @@ import pytest
 from analytics_posthog._delivery import forks
 from analytics_posthog.testing import CaptureServer
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")]
 
 REQUESTS = 200
 

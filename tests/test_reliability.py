@@ -19,6 +19,8 @@ from analytics_posthog import Client
 from analytics_posthog.errors import ClientClosed, ExitTimeout, QueueFull
 from analytics_posthog.testing import CaptureServer
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def segment_server():

@@ -16,7 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from segment.analytics import request as segment_request
+
+pytestmark = pytest.mark.slow
 
 #: The installed package's tests (``request`` stays Segment's own module even under the shim).
 SUITE = Path(segment_request.__file__).parent / "test"

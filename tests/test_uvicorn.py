@@ -17,6 +17,8 @@ import pytest
 
 from analytics_posthog.testing import CaptureServer
 
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 
 
