@@ -1,6 +1,6 @@
 """``analytics-posthog doctor``: is this machine configured to deliver, and if not, why.
 
-It also lists each reach inside posthog and Segment (``reaches``): active, or
+It also lists each reach inside posthog and Segment (``_patches.register``): active, or
 not and why, as a ``Client`` in this process would find them.
 
 Reads keys exactly as the library does (``config.resolve_keys``), so what it

@@ -11,7 +11,7 @@ the message when the call is made.
 Framework-free on purpose: the hooks only read their framework's request and
 pass plain strings here, so the parsing rules (which IP to trust, in
 ``client_ip``; how the page is described and headers are sanitised, in
-``request_fields``) are the same for all three.
+``_context.fields``) are the same for all three.
 """
 
 from __future__ import annotations

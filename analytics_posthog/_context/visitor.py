@@ -1,7 +1,7 @@
 """Who a call that names nobody is about: the web request's visitor, or posthog's context.
 
 A call inside a hooked web request (or a Celery task started from one) takes
-the request's ids and session (``request_context``). Outside one, an app that
+the request's ids and session (``_context.request``). Outside one, an app that
 already uses posthog's own contexts (``posthog.new_context()``,
 ``posthog.identify_context()``, ``posthog.set_context_session()``) gets that
 distinct id and session on both legs, as posthog's own ``capture()`` would.

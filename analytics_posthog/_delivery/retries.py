@@ -1,8 +1,8 @@
 """Retries: counted per leg, spread out on the PostHog leg, and failures told at once.
 
 Both libraries retry on their own and we do not redo that; this module only
-watches them, through wrappers that ``posthog_internals`` and
-``segment_internals`` put around module-level functions their consumer
+watches them, through wrappers that ``_patches.posthog`` and
+``_patches.segment`` put around module-level functions their consumer
 threads look up at call time:
 
 - posthog's ``_backoff(attempt_index, retry_after)`` sleeps 1, 2, 4 ... 30 s
@@ -41,7 +41,7 @@ log = logging.getLogger("analytics_posthog")
 
 #: Segment's client adds up to this fraction of each wait.
 JITTER = 0.1
-#: posthog's cap on one wait (``posthog_internals`` reads posthog's own), used only to size the jitter.
+#: posthog's cap on one wait (``_patches.posthog`` reads posthog's own), used only to size the jitter.
 POSTHOG_MAX_WAIT = 30
 
 

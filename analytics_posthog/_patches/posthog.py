@@ -1,4 +1,4 @@
-"""Every reach inside posthog-python, in one place (see ``reaches`` for the rules).
+"""Every reach inside posthog-python, in one place (see ``_patches.register`` for the rules).
 
 Patches (off with ``ANALYTICS_POSTHOG_NO_INTERNALS=1``), installed once per
 process by the first ``PostHogLeg``, so every posthog client in the process
@@ -6,7 +6,7 @@ process by the first ``PostHogLeg``, so every posthog client in the process
 
 - ``system_context_once``, ``clean_fast_path``, ``finite_first_encode``:
   posthog's per-event work made cheaper, with identical results
-  (``posthog_speedups``).
+  (``_patches.posthog_speedups``).
 - ``context_os``: while we capture, ``system_context()`` names the end user's
   OS (from ``context.os``), never the server's; other callers get posthog's answer.
 - ``posthog_retry_jitter``, ``posthog_attempt_watch``: posthog's retries

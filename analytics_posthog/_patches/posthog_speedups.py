@@ -8,14 +8,14 @@ dominate posthog's CPU time (``benchmarks/cost_breakdown.py``):
   cannot change while the process runs: computed once.
 - ``clean()`` on the whole event: the same ``numbers.Number`` ABC check per
   value as Segment's; given the same exact-type fast path as our Segment
-  messages (``fast_clean``).
+  messages (``_message.clean``).
 - ``DatetimeSerializer.encode``, used for the consumer's size check of each
   event and again for the batch body, first copies the whole event in Python
   to replace NaN and infinity with ``null``. Encoding with ``allow_nan=False``
   proves in C that there is none, and gives the same JSON; only an event that
   has one takes posthog's own path.
 
-This module holds the replacements; ``posthog_internals`` checks what they
+This module holds the replacements; ``_patches.posthog`` checks what they
 replace and puts them in place.
 """
 

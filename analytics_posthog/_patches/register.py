@@ -3,8 +3,8 @@
 The libraries' public API cannot keep some of our promises (an event's cost,
 the end user's OS, retries counted and outages told at once, exit within a
 deadline, posthog's context as it was at the call). Each reach that does is
-one named ``Reach`` here, installed only by ``posthog_internals`` or
-``segment_internals``: it says what it replaces, checks that what it finds is
+one named ``Reach`` here, installed only by ``_patches.posthog`` or
+``_patches.segment``: it says what it replaces, checks that what it finds is
 what we expect, and when the check fails, or the switch is on, it leaves the
 library's own behaviour in place and records why. ``analytics-posthog
 doctor`` prints the register.

@@ -1,4 +1,4 @@
-"""Every reach inside segment-analytics-python, in one place (see ``reaches`` for the rules).
+"""Every reach inside segment-analytics-python, in one place (see ``_patches.register`` for the rules).
 
 Patches (off with ``ANALYTICS_POSTHOG_NO_INTERNALS=1``):
 
