@@ -1,4 +1,4 @@
-"""Shared fixtures for the web framework hook tests."""
+"""Shared fixtures: the loopback endpoints of both legs, and the hooks' settings."""
 
 from __future__ import annotations
 
@@ -69,3 +69,10 @@ def legs(capture_server: CaptureServer) -> Iterator[Legs]:
     analytics_posthog.default_client = None
     for name, value in saved.items():
         setattr(analytics_posthog, name, value)
+
+
+@pytest.fixture
+def segment_server() -> Iterator[CaptureServer]:
+    """A second loopback endpoint, for the Segment leg (``capture_server`` is PostHog's)."""
+    with CaptureServer() as server:
+        yield server

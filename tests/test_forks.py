@@ -6,18 +6,16 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import urllib.request
 
 import pytest
+from processes import counted, free_port, get
 
 from analytics_posthog._delivery import forks
-from analytics_posthog.testing import CaptureServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")]
 
@@ -42,34 +40,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
 """
-
-
-@pytest.fixture
-def segment_server():
-    with CaptureServer() as server:
-        yield server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(url: str, deadline: float) -> bytes:
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def counted(items, name_key, id_key):
-    """How many times each (name, id) arrived."""
-    return collections.Counter((item[name_key], item[id_key]) for item in items)
 
 
 def fork_while_inside(hold: float) -> float:

@@ -10,17 +10,15 @@ without the call API (it never imports ``client``).
 
 from __future__ import annotations
 
-import atexit
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import posthog
 from segment.analytics import Client as SegmentClient
 
-from analytics_posthog._delivery import posthog_leg, segment_leg
+from analytics_posthog._delivery import exits, forks, posthog_leg, segment_leg, uwsgi_master
 from analytics_posthog._delivery.dispatcher import Dispatcher
 from analytics_posthog._delivery.drops import Drops
 from analytics_posthog._delivery.forks import GATE, reset_in_child
@@ -46,27 +44,48 @@ class Delivery:
         self.on_error = settings.on_error
         self.sync_mode = settings.sync_mode
         self.exit_timeout = settings.exit_timeout
+        self._settings = settings
+        self._keys = keys
         self.legs: list[Leg] = []
         self._posthog: posthog_leg.PostHogLeg | None = None
         self._segment: segment_leg.SegmentLeg | None = None
+        names = []
         if settings.posthog_client is not None or keys.posthog_api_key:
             posthog_leg.require_proxy_route(settings.proxies)
-            client = settings.posthog_client or posthog.Client(
-                keys.posthog_api_key or "",
-                host=keys.posthog_host,
-                **settings.posthog_client_arguments(self._leg_failed("posthog")),
-            )
-            owned = settings.posthog_client is None
-            self._posthog = posthog_leg.PostHogLeg(
-                client,
-                settings.group_type,
-                self._retried("posthog"),
-                owned=owned,
-                proxies=settings.proxies,
-            )
-            self.legs.append(self._posthog)
+            names.append(posthog_leg.PostHogLeg.name)
         else:
             log.warning(POSTHOG_MISSING_MESSAGE)
+        if keys.segment_write_key:
+            names.append(segment_leg.SegmentLeg.name)
+        self._names = names
+        self._stats = DeliveryStats(names)
+        self._drops = Drops(self._report, log, settings.max_queue_size)
+        self._closed = False
+        self.dispatcher = Dispatcher(
+            self._deliver, settings.max_queue_size, self._legs_ready, self._drops.report_turned_away
+        )
+        if self.sync_mode or not uwsgi_master.in_master():
+            self._build_legs()
+        reset_in_child(self._reset_in_child)
+        if not self.sync_mode:
+            self._exit_hook = exits.watch(self.at_exit)
+
+    def _build_legs(self) -> None:
+        """The legs' library clients, built in the process that delivers: in
+        uWSGI's master, not until each worker (their threads must not exist
+        when uWSGI forks)."""
+        settings, keys = self._settings, self._keys
+        legs: list[Leg] = []
+        if posthog_leg.PostHogLeg.name in self._names:
+            own = settings.posthog_client
+            self._posthog = posthog_leg.PostHogLeg(
+                own or self._new_posthog_client(),
+                settings.group_type,
+                self._retried("posthog"),
+                rebuild=None if own is not None else self._new_posthog_client,
+                proxies=settings.proxies,
+            )
+            legs.append(self._posthog)
         if keys.segment_write_key:
             segment_key = keys.segment_write_key
             segment_arguments = settings.segment_client_arguments(self._leg_failed("segment"))
@@ -75,17 +94,20 @@ class Delivery:
                 self._retried("segment"),
                 beside_posthog=self._posthog is not None,
             )
-            self.legs.append(self._segment)
-        self._stats = DeliveryStats(leg.name for leg in self.legs)
-        self._drops = Drops(self._report, log, settings.max_queue_size)
-        self._closed = False
-        self.dispatcher = Dispatcher(
-            self._deliver, settings.max_queue_size, self._legs_ready, self._drops.report_turned_away
+            legs.append(self._segment)
+        self.legs = legs
+        if uwsgi_master.without_threads() and not self.sync_mode:
+            log.warning(
+                "analytics_posthog: this uWSGI worker runs without Python threads, so no "
+                "event is delivered before the worker exits; start uWSGI with --enable-threads"
+            )
+
+    def _new_posthog_client(self) -> posthog.Client:
+        return posthog.Client(
+            self._keys.posthog_api_key or "",
+            host=self._keys.posthog_host,
+            **self._settings.posthog_client_arguments(self._leg_failed("posthog")),
         )
-        reset_in_child(self._reset_in_child)
-        if not self.sync_mode:
-            self._exit_hook = _exit_hook(self)
-            atexit.register(self._exit_hook)
 
     @property
     def posthog_client(self) -> posthog.Client | None:
@@ -95,6 +117,7 @@ class Delivery:
         """Take one message built by a call: ``True`` once it is queued (in sync
         mode: delivered by every leg); ``False`` when it was not, after it was
         counted, reported and logged."""
+        forks.check()
         if not self._closed:
             near_limit = self._segment is not None and message.near_limit(msg)
             if self.sync_mode:
@@ -215,13 +238,24 @@ class Delivery:
         )
 
     def _reset_in_child(self) -> None:
-        self._stats = DeliveryStats(leg.name for leg in self.legs)
+        """A forked child's own account and legs; what the dispatcher kept
+        (uWSGI's master's held messages) is handed to them."""
+        self._stats = DeliveryStats(self._names)
         self._drops.reset()
+        if self.legs:
+            for leg in self.legs:
+                leg.restart()
+        elif not self._closed:
+            self._build_legs()
+        exits.watch_child(self._exit_hook if not self.sync_mode else None)
+        if self.dispatcher.pending:
+            self.dispatcher.nudge()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every queued message has been delivered (or given up
         on), for at most ``timeout`` seconds in all (``None``: no limit);
         whether nothing is left queued."""
+        forks.check()
         deadline = None if timeout is None else time.monotonic() + timeout
         self.dispatcher.flush(timeout)
         self._drops.report_turned_away()
@@ -244,11 +278,15 @@ class Delivery:
         for leg in self.legs:
             leg.join()
         if not self.sync_mode:
-            atexit.unregister(self._exit_hook)
+            exits.unwatch(self._exit_hook)
 
     def at_exit(self) -> None:
         """Deliver what is still queued when the interpreter exits, within ``exit_timeout``;
-        count, report and log whatever could not be (``docs/lifecycle.md``)."""
+        count, report and log whatever could not be (``docs/lifecycle.md``).
+
+        Not in uWSGI's master: what it holds is its workers' to deliver."""
+        if uwsgi_master.in_master():
+            return
         deadline = time.monotonic() + self.exit_timeout
         self.dispatcher.flush(self.exit_timeout)
         self._drops.report_turned_away()
@@ -278,16 +316,3 @@ class Delivery:
                     leg.name,
                 )
         self._drops.log(force=True)
-
-
-def _exit_hook(delivery: Delivery) -> Callable[[], None]:
-    """``delivery.at_exit`` through a weak reference: the exit handler list must
-    not keep a client alive that the app has dropped."""
-    ref = weakref.ref(delivery)
-
-    def at_exit() -> None:
-        live = ref()
-        if live is not None:
-            live.at_exit()
-
-    return at_exit

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from analytics_posthog._delivery import uwsgi_master
 from analytics_posthog._delivery.forks import reset_in_child
 from analytics_posthog._message.build import Message, delivering_near_limit
 from analytics_posthog._patches.posthog import active_scope as posthog_scope
@@ -90,11 +91,25 @@ class Dispatcher:
         self._tend = tend
         self._max_queue_size = max_queue_size
         self._stopped = False
+        #: Set in uWSGI's master once it holds a message for the workers.
+        self._handoff: uwsgi_master.Handoff | None = None
         self._reset()
-        reset_in_child(self._reset)
+        reset_in_child(self._reset_in_child)
+
+    def _reset_in_child(self) -> None:
+        """Start empty: in a forked child the parent's queue is the parent's to
+        deliver, except what uWSGI's master held for its workers, which one
+        worker takes over (``uwsgi_master.Handoff``)."""
+        handoff, self._handoff = self._handoff, None
+        # A call the fork cut between its two appends has no context: not kept.
+        held = list(zip(self._messages, self._contexts, strict=False))
+        self._reset()
+        if handoff is not None and held:
+            for msg, context in held[handoff.claim(len(held)) :]:
+                self._messages.append(msg)
+                self._contexts.append(context)
 
     def _reset(self) -> None:
-        """Start empty: in a forked child the parent's queue is the parent's to deliver."""
         self._messages: collections.deque[Message] = collections.deque()
         self._contexts: collections.deque[contextvars.Context] = collections.deque()
         self._last_context = contextvars.Context()
@@ -159,6 +174,11 @@ class Dispatcher:
             return self._messages.popleft(), self._contexts.popleft()
 
     def _start(self) -> None:
+        if uwsgi_master.in_master():
+            # Held for a worker: a thread here could hang the workers uWSGI forks.
+            if self._handoff is None:
+                self._handoff = uwsgi_master.Handoff()
+            return
         with self._start_lock:
             if self._thread is None:
                 thread = threading.Thread(
@@ -221,6 +241,8 @@ class Dispatcher:
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver now, whatever the app is doing; wait until every queued
         message has been handed to the legs."""
+        if uwsgi_master.in_master():
+            return not self.pending
         with self._done:
             self._urgent += 1
         if self._thread is None and self._messages:

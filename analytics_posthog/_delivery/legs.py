@@ -57,6 +57,11 @@ class Leg(Protocol):
         most ``timeout`` seconds (``None``: no limit)."""
         ...
 
+    def restart(self) -> None:
+        """In a forked child: a library client of the child's own, with none
+        of the parent's queue, threads or connections."""
+        ...
+
     def join(self) -> None:
         """Deliver what is queued and end the library's threads (an app's own
         client, shared with us, is only flushed: it stays the app's)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import posthog
 
-from analytics_posthog._delivery import retries
+from analytics_posthog._delivery import forks, retries
 from analytics_posthog._delivery.queues import take_back
 from analytics_posthog._message.build import Message
 from analytics_posthog._patches import posthog as posthog_internals
@@ -40,30 +40,43 @@ class PostHogLeg:
         group_type: str,
         on_retry: Callable[[], None] = lambda: None,
         *,
-        owned: bool = False,
+        rebuild: Callable[[], posthog.Client] | None = None,
         proxies: dict[str, str] | None = None,
     ) -> None:
-        """``owned``: our ``Client`` built ``client`` and takes charge of its end,
-        at ``join()`` and at exit. An app's own client (handed in as
-        ``posthog_client``) is only ever flushed: the app goes on using it for
-        its own events and feature flags.
+        """``rebuild``: our ``Client`` built ``client`` (with that function) and
+        takes charge of its end, at ``join()`` and at exit, and of its
+        replacement in a child forked from C (``restart``). An app's own client
+        (handed in as ``posthog_client``) is only ever flushed: the app goes on
+        using it for its own events and feature flags.
 
         posthog's exit handler would give an owned client a further second at
         exit, past our ``exit_timeout``, and then drop what is left without
         telling anyone; ours does its work instead (see ``abandon``).
         """
-        self.client = client
-        self.owned = owned
+        self._rebuild = rebuild
+        self.owned = rebuild is not None
         self.group_type = group_type
         self.retried = on_retry
-        if owned:
-            posthog_internals.hand_over_exit(client)
-        posthog_internals.install()
+        self._proxies = proxies
         #: Whether our captures must be marked for the proxies (sync mode sends in them).
         self._proxied = bool(proxies)
-        if proxies:
-            posthog_internals.send_through_proxies(client, proxies)
+        self._take(client)
+        posthog_internals.install()
         retries.watch(self)
+
+    def _take(self, client: posthog.Client) -> None:
+        self.client = client
+        if self.owned:
+            posthog_internals.hand_over_exit(client)
+        if self._proxies:
+            posthog_internals.send_through_proxies(client, self._proxies)
+
+    def restart(self) -> None:
+        """In a forked child: after a fork Python saw, posthog rebuilt the
+        client's queues and threads itself; after one from C, nothing did, so
+        ours is built anew. An app's own client stays the app's."""
+        if self._rebuild is not None and not forks.seen_by_python():
+            self._take(self._rebuild())
 
     def runs_on(self, thread: threading.Thread) -> bool:
         return thread in (self.client.consumers or ())

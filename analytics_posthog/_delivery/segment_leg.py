@@ -16,7 +16,6 @@ from collections.abc import Callable
 from segment.analytics import Client as SegmentClient
 
 from analytics_posthog._delivery import retries
-from analytics_posthog._delivery.forks import reset_in_child
 from analytics_posthog._delivery.queues import take_back
 from analytics_posthog._message.build import Message, delivering_near_limit, json_size
 from analytics_posthog._patches import segment as segment_internals
@@ -87,7 +86,6 @@ class SegmentLeg:
         self.beside_posthog = beside_posthog
         self.retried = on_retry
         self._start()
-        reset_in_child(self._start_in_child)
         segment_internals.install()
         retries.watch(self)
 
@@ -109,7 +107,7 @@ class SegmentLeg:
         self._direct = segment_internals.direct_sender(self.client)
         atexit.unregister(self.client.join)
 
-    def _start_in_child(self) -> None:
+    def restart(self) -> None:
         """Segment's requests go through one module-level session, whose pooled
         keep-alive connections a forked child inherits: parent and child would
         write and read on the same sockets, losing or repeating batches. The

@@ -1,0 +1,40 @@
+"""Helpers for tests that start a real server or job as a process."""
+
+from __future__ import annotations
+
+import collections
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str, deadline: float) -> bytes:
+    """GET ``url``, retrying while the server starts, until ``deadline`` (monotonic)."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def counted(
+    items: Iterable[dict[str, Any]],
+    name_key: str,
+    id_key: str,
+    extra: Callable[[dict[str, Any]], Any] | None = None,
+) -> collections.Counter[tuple[Any, ...]]:
+    """How many times each (name, id[, extra]) arrived."""
+    if extra is None:
+        return collections.Counter((item[name_key], item[id_key]) for item in items)
+    return collections.Counter((item[name_key], item[id_key], extra(item)) for item in items)
