@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import collections
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 
@@ -38,3 +42,23 @@ def counted(
     if extra is None:
         return collections.Counter((item[name_key], item[id_key]) for item in items)
     return collections.Counter((item[name_key], item[id_key], extra(item)) for item in items)
+
+
+def run_script(
+    path: Path, text: str, args: list[str], posthog: Any, segment: Any, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Write ``text`` to ``path`` and run it with ``args``, pointed at both
+    loopback endpoints (``POSTHOG_HOST``, ``SEGMENT_HOST``); it must exit 0
+    and print no traceback."""
+    path.write_text(text)
+    env = {**os.environ, "POSTHOG_HOST": posthog.url, "SEGMENT_HOST": segment.url}
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", str(path), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done

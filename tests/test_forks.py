@@ -82,7 +82,9 @@ def test_a_fork_waits_a_bounded_time_and_says_so(monkeypatch, caplog):
 
 
 @pytest.mark.parametrize(
-    "worker", [["-k", "sync"], ["-k", "gthread", "--threads", "4"]], ids=["sync", "gthread"]
+    "worker",
+    [["-k", "sync"], ["-k", "gthread", "--threads", "4"], ["-k", "gevent"]],
+    ids=["sync", "gthread", "gevent"],
 )
 def test_gunicorn_preload_with_a_call_in_the_master_delivers_every_event_once(
     tmp_path, capture_server, segment_server, worker
@@ -115,6 +117,7 @@ def test_gunicorn_preload_with_a_call_in_the_master_delivers_every_event_once(
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=20)[0].decode()
     assert server.returncode == 0, output
+    assert "Traceback" not in output, output
 
     events = counted(capture_server.events, "event", "distinct_id")
     messages = counted(segment_server.segment_messages, "event", "userId")

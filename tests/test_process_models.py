@@ -8,16 +8,20 @@ counts what reached the loopback endpoints.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from processes import counted, free_port, get
+from processes import counted, free_port, get, run_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")]
 
@@ -28,6 +32,7 @@ UWSGI = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.wh
 #: --lazy-apps) and one per request, each under an id of its own.
 UWSGI_APP = """
 import os
+import time
 import analytics_posthog as analytics
 
 analytics.write_key = "wk"
@@ -39,6 +44,11 @@ analytics.track("loader-%d" % os.getpid(), "App loaded")
 
 
 def application(environ, start_response):
+    if environ["QUERY_STRING"] == "slow":
+        time.sleep(1)
+        analytics.track("slow", "Slow request")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
     n = int(environ["QUERY_STRING"])
     analytics.track("user-%d" % n, "Request", {"n": n, "pid": os.getpid()})
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -47,11 +57,24 @@ def application(environ, start_response):
 
 
 def run_uwsgi(
-    tmp_path: Path, posthog, segment, options: list[str], stop: signal.Signals, uwsgi=UWSGI
+    tmp_path: Path,
+    posthog,
+    segment,
+    options: list[str],
+    stop: Callable[[subprocess.Popen], None],
+    uwsgi=UWSGI,
 ) -> str:
-    """Serve REQUESTS requests from a uWSGI master with 2 workers, then stop it with ``stop``."""
+    """Serve REQUESTS requests from a uWSGI master with 2 workers, then ``stop`` it.
+
+    uWSGI runs no exit handler in a worker it kills in the middle of a
+    request (SIGINT, SIGQUIT, SIGTERM with --die-on-term: ``docs/lifecycle.md``),
+    whoever registered it, so ``stop`` comes once uWSGI's stats say both
+    workers are idle, as an idle server is stopped; the graceful stops add a
+    request in flight.
+    """
     (tmp_path / "uwsgi_app.py").write_text(UWSGI_APP)
-    port = free_port()
+    log = tmp_path / "uwsgi.log"
+    port, stats = free_port(), free_port()
     env = {**os.environ, "POSTHOG_HOST": posthog.url, "SEGMENT_HOST": segment.url}
     server = subprocess.Popen(
         [
@@ -69,25 +92,73 @@ def run_uwsgi(
             "uwsgi_app.py",
             "--worker-reload-mercy",
             "20",
+            "--master-fifo",
+            str(tmp_path / "fifo"),
+            "--logto",
+            str(log),
+            "--stats",
+            "127.0.0.1:%d" % stats,
             *options,
         ],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 20
         for n in range(REQUESTS):
             assert get("http://127.0.0.1:%d/?%d" % (port, n), deadline) == b"ok"
+        # With --lazy-apps a worker may still be loading the app, unasked, once
+        # the other has served every request.
+        loads = 2 if "--lazy-apps" in options else 1
+        while time.monotonic() < deadline and not (
+            log.read_text().count("(default app)") >= loads and workers(stats) == ["idle", "idle"]
+        ):
+            time.sleep(0.01)
     finally:
-        server.send_signal(stop)
+        stop(server)
         try:
-            output = server.communicate(timeout=30)[0].decode()
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-            output = server.communicate()[0].decode()
-            pytest.fail("uWSGI did not stop within 30 s of %s:\n%s" % (stop.name, output))
-    return output
+            server.wait()
+            pytest.fail("uWSGI did not stop within 30 s:\n%s" % log.read_text())
+    return log.read_text()
+
+
+def workers(stats: int) -> list[str]:
+    """Each worker's status, from uWSGI's stats server (JSON, then it closes)."""
+    with socket.create_connection(("127.0.0.1", stats), timeout=5) as connection:
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    return [worker["status"] for worker in json.loads(data)["workers"]]
+
+
+def signal_stop(number: signal.Signals) -> Callable[[subprocess.Popen], None]:
+    return lambda server: server.send_signal(number)
+
+
+def graceful_stop(how: str) -> Callable[[subprocess.Popen], None]:
+    """uWSGI's graceful shutdown with a request in flight: the worker ends it
+    (its call included), then exits through its exit handlers. ``how``:
+    ``fifo`` (the master FIFO's ``q``) or ``SIGTERM`` (with the hook that
+    makes SIGTERM graceful)."""
+
+    def stop(server: subprocess.Popen) -> None:
+        address = server.args[server.args.index("--http-socket") + 1]
+        slow = threading.Thread(
+            target=get, args=("http://%s/?slow" % address, time.monotonic() + 10)
+        )
+        slow.start()
+        time.sleep(0.3)
+        if how == "fifo":
+            fifo = Path(server.args[server.args.index("--master-fifo") + 1])
+            with fifo.open("w") as commands:
+                commands.write("q")
+        else:
+            server.send_signal(signal.SIGTERM)
+        slow.join(10)
+
+    return stop
 
 
 def assert_each_once(posthog, segment, loaders: int, output: str) -> None:
@@ -99,6 +170,8 @@ def assert_each_once(posthog, segment, loaders: int, output: str) -> None:
         assert sorted(loaded.values()) == [1] * loaders, (name, loaded, output)
         requests = {key: count for key, count in counter.items() if key[0] == "Request"}
         assert requests == expected, (name, output[-3000:])
+        slow = [key for key in counter if key[0] == "Slow request"]
+        assert [counter[key] for key in slow] == [1] * len(slow)
     assert "Traceback" not in output, output
 
 
@@ -106,10 +179,15 @@ def assert_each_once(posthog, segment, loaders: int, output: str) -> None:
 @pytest.mark.parametrize(
     "stop, options",
     [
-        (signal.SIGINT, []),
-        (signal.SIGTERM, ["--die-on-term"]),
+        (signal_stop(signal.SIGINT), []),
+        (signal_stop(signal.SIGTERM), ["--die-on-term"]),
+        (graceful_stop("fifo"), []),
+        (
+            graceful_stop("SIGTERM"),
+            ["--hook-master-start", "unix_signal:15 gracefully_kill_them_all"],
+        ),
     ],
-    ids=["SIGINT", "SIGTERM-die-on-term"],
+    ids=["SIGINT", "SIGTERM-die-on-term", "fifo-q", "SIGTERM-graceful"],
 )
 def test_uwsgi_prefork_with_a_call_in_the_master_delivers_every_event_once(
     tmp_path, capture_server, segment_server, stop, options
@@ -121,6 +199,13 @@ def test_uwsgi_prefork_with_a_call_in_the_master_delivers_every_event_once(
         segment_server.clear()
         output = run_uwsgi(tmp_path, capture_server, segment_server, options, stop)
         assert_each_once(capture_server, segment_server, 1, "attempt %d\n%s" % (attempt, output))
+        if "graceful" in stop.__qualname__:
+            assert ("Slow request", "slow") in counted(
+                capture_server.events, "event", "distinct_id"
+            )
+            assert ("Slow request", "slow") in counted(
+                segment_server.segment_messages, "event", "userId"
+            )
         master = [e for e in capture_server.events if e["event"] == "App loaded"]
         workers = {e["properties"]["pid"] for e in capture_server.events if e["event"] == "Request"}
         assert master[0]["distinct_id"] not in {"loader-%d" % pid for pid in workers}
@@ -128,7 +213,9 @@ def test_uwsgi_prefork_with_a_call_in_the_master_delivers_every_event_once(
 
 @pytest.mark.skipif(UWSGI is None, reason="needs uwsgi (the test extra)")
 def test_uwsgi_lazy_apps_delivers_every_event_once(tmp_path, capture_server, segment_server):
-    output = run_uwsgi(tmp_path, capture_server, segment_server, ["--lazy-apps"], signal.SIGINT)
+    output = run_uwsgi(
+        tmp_path, capture_server, segment_server, ["--lazy-apps"], signal_stop(signal.SIGINT)
+    )
     assert_each_once(capture_server, segment_server, 2, output)
 
 
@@ -143,7 +230,9 @@ def test_uwsgi_without_threads_says_what_to_change(
 ):
     """Nothing can be delivered before the workers exit: one warning per worker says why."""
     monkeypatch.setenv("PYTHONPATH", str(OLD_UWSGI.parent.parent))
-    output = run_uwsgi(tmp_path, capture_server, segment_server, [], signal.SIGINT, OLD_UWSGI)
+    output = run_uwsgi(
+        tmp_path, capture_server, segment_server, [], signal_stop(signal.SIGINT), OLD_UWSGI
+    )
     assert "python threads support enabled" not in output
     assert output.count("start uWSGI with --enable-threads") == 2, output
     assert_each_once(capture_server, segment_server, 1, output)
@@ -197,18 +286,9 @@ if __name__ == "__main__":
 def test_multiprocessing_children_deliver_before_they_exit(
     tmp_path, capture_server, segment_server, method, kind
 ):
-    script = tmp_path / "jobs.py"
-    script.write_text(MULTIPROCESSING_SCRIPT)
-    env = {**os.environ, "POSTHOG_HOST": capture_server.url, "SEGMENT_HOST": segment_server.url}
-    done = subprocess.run(
-        [sys.executable, str(script), method, kind],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = run_script(
+        tmp_path / "jobs.py", MULTIPROCESSING_SCRIPT, [method, kind], capture_server, segment_server
     )
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
     expected = {("Work", "child-%d" % n, i): 1 for n in range(CHILDREN) for i in range(CALLS)}
     expected[("Started", "parent", -1)] = 1
     events = counted(capture_server.events, "event", "distinct_id", lambda e: e["properties"]["i"])

@@ -128,6 +128,13 @@ ALTERED_BEFORE_INSTALL = {
         "import json, segment.analytics.request as m\n"
         "m.DatetimeSerializer.encode = lambda self, o: json.JSONEncoder.encode(self, o)"
     ),
+    "posthog_session_close": (
+        "import posthog.request as m\n"
+        "class Wrapped:\n"
+        "    def __init__(self, session): self.session = session\n"
+        "    def __getattr__(self, name): return getattr(self.session, name)\n"
+        "m._session = Wrapped(m._session)"
+    ),
     "segment_session_in_child": (
         "import segment.analytics.request as m\n"
         "class Wrapped:\n"
@@ -149,6 +156,7 @@ ALTERED_BEFORE_IMPORT = {
     "context_identity": "import posthog.contexts as m; del m.get_context_distinct_id",
     "segment_message_helpers": "import segment.analytics.utils as m; del m.guess_timezone",
     "segment_limit_version": "import segment.analytics.version as m; del m.VERSION",
+    "posthog_queue_check": "import posthog._disabled_lane_queue as m; del m._DisabledLaneQueue",
 }
 
 

@@ -27,6 +27,7 @@ from analytics_posthog._delivery.stats import DeliveryStats
 from analytics_posthog._keys import POSTHOG_MISSING_MESSAGE, Keys
 from analytics_posthog._message import build as message
 from analytics_posthog._message.build import Message
+from analytics_posthog._patches import posthog as posthog_internals
 from analytics_posthog.errors import ClientClosed, DeliveryError, ExitTimeout, QueueFull
 from analytics_posthog.settings import OnError, Settings
 
@@ -79,10 +80,10 @@ class Delivery:
         if posthog_leg.PostHogLeg.name in self._names:
             own = settings.posthog_client
             self._posthog = posthog_leg.PostHogLeg(
-                own or self._new_posthog_client(),
+                own or self._queueing_posthog_client(),
                 settings.group_type,
                 self._retried("posthog"),
-                rebuild=None if own is not None else self._new_posthog_client,
+                rebuild=None if own is not None else self._queueing_posthog_client,
                 proxies=settings.proxies,
             )
             legs.append(self._posthog)
@@ -102,11 +103,25 @@ class Delivery:
                 "event is delivered before the worker exits; start uWSGI with --enable-threads"
             )
 
-    def _new_posthog_client(self) -> posthog.Client:
+    def _queueing_posthog_client(self) -> posthog.Client:
+        """Our posthog client; where posthog cannot queue (under eventlet), one
+        that sends each event in a request of its own, on our dispatcher's
+        thread, rather than one that drops them all."""
+        client = self._new_posthog_client(self.sync_mode)
+        if self.sync_mode or not posthog_internals.cannot_queue(client):
+            return client
+        log.warning(
+            "analytics_posthog: posthog cannot queue events here (its log says why); "
+            "the PostHog leg sends each event in a request of its own"
+        )
+        client.shutdown()
+        return self._new_posthog_client(sync_mode=True)
+
+    def _new_posthog_client(self, sync_mode: bool) -> posthog.Client:
+        arguments = self._settings.posthog_client_arguments(self._leg_failed("posthog"))
+        arguments["sync_mode"] = sync_mode
         return posthog.Client(
-            self._keys.posthog_api_key or "",
-            host=self._keys.posthog_host,
-            **self._settings.posthog_client_arguments(self._leg_failed("posthog")),
+            self._keys.posthog_api_key or "", host=self._keys.posthog_host, **arguments
         )
 
     @property
@@ -192,6 +207,8 @@ class Delivery:
                 log.error("%s", failure)
                 self._stats.add(leg.name, "refused")
                 self._report(failure, [msg])
+            elif leg.refusal is not None:
+                self._dropped([leg.name], [msg], DeliveryError(leg.refusal))
             else:
                 self._dropped([leg.name], [msg], QueueFull("the %s leg's queue is full" % leg.name))
         return delivered

@@ -146,6 +146,11 @@ def seen_by_python() -> bool:
     return _seen_by_python
 
 
+def at_fork(function: Callable[[], None]) -> None:
+    """Run ``function`` in every forked child, for as long as this process lives."""
+    _in_child.append(function)
+
+
 def reset_in_child(method: Callable[[], None]) -> None:
     """Run the bound ``method`` in every forked child, for as long as its object lives."""
     ref = weakref.WeakMethod(method)
@@ -168,5 +173,5 @@ def fork_safe_lock() -> threading.Lock:
     does not exist in the child, which would wait for it forever.
     """
     lock = threading.Lock()
-    _in_child.append(lock._at_fork_reinit)  # type: ignore[attr-defined]
+    at_fork(lock._at_fork_reinit)  # type: ignore[attr-defined]
     return lock

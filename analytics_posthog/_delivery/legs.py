@@ -19,6 +19,9 @@ from analytics_posthog._message.build import Message
 class Leg(Protocol):
     #: The leg's name in ``stats()``, logs and reports (``posthog``, ``segment``).
     name: str
+    #: Why the leg's library refuses every message here, when it does (a
+    #: runtime it cannot queue in); ``None`` when a refusal means a full queue.
+    refusal: str | None
 
     @property
     def host(self) -> str | None:

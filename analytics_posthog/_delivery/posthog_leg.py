@@ -33,6 +33,7 @@ def require_proxy_route(proxies: dict[str, str] | None) -> None:
 
 class PostHogLeg:
     name = "posthog"
+    refusal: str | None = None
 
     def __init__(
         self,
@@ -66,6 +67,11 @@ class PostHogLeg:
 
     def _take(self, client: posthog.Client) -> None:
         self.client = client
+        self.refusal = (
+            "posthog cannot queue events in this runtime (its log says why)"
+            if posthog_internals.cannot_queue(client) and not client.sync_mode
+            else None
+        )
         if self.owned:
             posthog_internals.hand_over_exit(client)
         if self._proxies:
@@ -86,7 +92,10 @@ class PostHogLeg:
         return getattr(self.client, "host", None)
 
     def send(self, msg: Message) -> bool:
-        """Hand one message to posthog; ``False`` when posthog dropped it."""
+        """Hand one message to posthog; ``False`` when posthog dropped it, or
+        would (``refusal``: posthog would log a line for each one)."""
+        if self.refusal is not None:
+            return False
         event = to_posthog(msg, self.group_type)
         if event is None:
             return True
@@ -140,4 +149,6 @@ class PostHogLeg:
         and ours."""
         if not self.owned:
             return []
-        return take_back(self.client.queue, self.client.consumers or [])
+        left = take_back(self.client.queue, self.client.consumers or [])
+        posthog_internals.close_sessions(self.client)
+        return left

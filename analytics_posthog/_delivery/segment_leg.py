@@ -27,6 +27,8 @@ from analytics_posthog.mapping import posthog_enabled, segment_integrations
 #: What Segment's own client names itself in ``context.library``: the Segment
 #: leg sends each message as that client would have (shared, read-only).
 SEGMENT_LIBRARY = {"name": "analytics-python", "version": SEGMENT_VERSION}
+#: How often a timed flush looks at Segment's queue.
+FLUSH_POLL = 0.005
 #: Where Segment's ``post`` sends when its client has no ``host``.
 SEGMENT_DEFAULT_HOST = "https://api.segment.io"
 
@@ -71,6 +73,7 @@ def check_size(wire: Message) -> None:
 
 class SegmentLeg:
     name = "segment"
+    refusal = None
 
     def __init__(
         self,
@@ -138,18 +141,19 @@ class SegmentLeg:
         return segment_internals.enqueue(self.client, wire, self._direct)
 
     def flush(self, timeout: float | None) -> None:
-        """Wait for Segment's queue to drain; Segment's own ``flush()`` has no time limit."""
+        """Wait for Segment's queue to drain; Segment's own ``flush()`` has no time limit.
+
+        Looks every ``FLUSH_POLL`` seconds rather than waiting on the queue's
+        condition: gevent's and eventlet's queues, which replace Segment's
+        under their monkey-patching, have none (and their ``sleep`` yields to
+        the consumer)."""
         if timeout is None:
             self.client.flush()
             return
         queue = self.client.queue
         deadline = time.monotonic() + timeout
-        with queue.all_tasks_done:
-            while queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                queue.all_tasks_done.wait(remaining)
+        while queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(FLUSH_POLL)
 
     def join(self) -> None:
         # Segment's join() iterates its consumers, which a sync_mode client has none of (None).
@@ -158,4 +162,6 @@ class SegmentLeg:
 
     def abandon(self) -> list[Message]:
         """At exit, past the deadline: stop the consumers and take back what is left."""
-        return take_back(self.client.queue, self.client.consumers or [])
+        left = take_back(self.client.queue, self.client.consumers or [])
+        segment_internals.close_session()
+        return left

@@ -18,8 +18,9 @@ process by the first ``PostHogLeg``, so every posthog client in the process
 - ``posthog_proxies``: the ``proxies`` setting for our clients' event
   requests (posthog has no such option); other clients' requests unchanged.
 
-Borrowings: posthog's context identity and session getters, and its event size
-limit (replay).
+Borrowings: posthog's context identity and session getters, its event size
+limit (replay), and the type of the stand-in queue posthog uses where it
+cannot queue (``cannot_queue``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import contextvars
 import functools
 import inspect
 import logging
-import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -43,11 +43,16 @@ import posthog.request as posthog_request
 import posthog.utils as posthog_utils
 import requests
 
-from analytics_posthog._delivery import retries
+from analytics_posthog._delivery import forks, retries
 from analytics_posthog._delivery.forks import fork_safe_lock
 from analytics_posthog._message.clean import with_fast_path
 from analytics_posthog._patches.posthog_speedups import finite_first, one_argument
 from analytics_posthog._patches.register import UNUSED, attempt, declare, missing
+
+try:
+    from posthog._disabled_lane_queue import _DisabledLaneQueue
+except ImportError:  # a posthog that always queues, or fails otherwise
+    _DisabledLaneQueue = None
 
 try:
     import posthog.capture_v1 as posthog_capture_v1
@@ -113,6 +118,19 @@ IDENTITY = declare(
     "borrow",
     "posthog.contexts get_context_distinct_id, get_context_session_id",
     "posthog's context identity and session are not used for calls that name nobody",
+)
+SESSION = declare(
+    "posthog_session_close",
+    "borrow",
+    "posthog.request._session (closed at exit)",
+    "posthog's pooled connections are closed by the interpreter's teardown "
+    "(under gevent, with a traceback each)",
+)
+LANE = declare(
+    "posthog_queue_check",
+    "borrow",
+    "posthog._disabled_lane_queue._DisabledLaneQueue",
+    "where posthog cannot queue (eventlet), our events are dropped and reported as a full queue",
 )
 EVENT_LIMIT = declare(
     "posthog_event_limit", "borrow", "posthog.consumer.MAX_MSG_SIZE", "900 KiB assumed"
@@ -382,7 +400,36 @@ def _new_sessions_in_child() -> None:
         _sessions[client] = ProxiedSession(proxies)
 
 
-os.register_at_fork(after_in_child=_new_sessions_in_child)
+forks.at_fork(_new_sessions_in_child)
+
+
+def close_sessions(client: posthog.Client) -> None:
+    """At exit: close posthog's pooled connections, and those of ``client``'s
+    proxies, while the runtime still runs (see ``segment.close_session``)."""
+    proxied = _sessions.get(client)
+    if proxied is not None:
+        proxied.close()
+    if attempt(SESSION, _check_session, once=False):
+        posthog_request._session.close()
+
+
+def _check_session() -> str | None:
+    if not isinstance(getattr(posthog_request, "_session", None), requests.Session):
+        return "posthog.request._session is not a requests Session"
+    return None
+
+
+def cannot_queue(client: posthog.Client) -> bool:
+    """Whether posthog gave ``client`` no queue: its runtime's queue class
+    lacks what posthog's lane needs (eventlet's), so posthog drops every
+    event it is not sending synchronously."""
+    disabled = _DisabledLaneQueue
+    if not attempt(
+        LANE, lambda: None if disabled is not None else "posthog has no _DisabledLaneQueue"
+    ):
+        return False
+    assert disabled is not None
+    return isinstance(getattr(client, "queue", None), disabled)
 
 
 def hand_over_exit(client: posthog.Client) -> None:
@@ -405,6 +452,7 @@ def probe() -> None:
     (``doctor``), so the register says what a ``Client`` here would use."""
     install()
     attempt(EXIT, lambda: _check_exit(posthog.Client("phc_probe", send=False)), once=False)
+    attempt(SESSION, _check_session, once=False)
 
 
 # -- posthog's context --------------------------------------------------------

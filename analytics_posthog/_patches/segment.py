@@ -65,7 +65,7 @@ WATCH = declare(
 SESSION = declare(
     "segment_session_in_child",
     "patch",
-    "segment request._session (in a forked child)",
+    "segment request._session (replaced in a forked child, closed at exit)",
     "a forked child shares the parent's keep-alive sockets: batches may be lost or sent twice",
 )
 DIRECT = declare(
@@ -180,6 +180,15 @@ def new_session_in_child() -> None:
     """Called in a forked child before its Segment client is built (``SegmentLeg``)."""
     if attempt(SESSION, _check_session, once=False):
         _request._session = sessions.Session()  # type: ignore[union-attr]
+
+
+def close_session() -> None:
+    """At exit: close the pooled connections of Segment's session while the
+    runtime still runs (under gevent, the interpreter's teardown closes them
+    after the hub is gone, printing a traceback each); a later request opens
+    new ones."""
+    if attempt(SESSION, _check_session, once=False):
+        _request._session.close()  # type: ignore[union-attr]
 
 
 _POST_ARGUMENTS = ("write_key", "host", "gzip", "timeout", "proxies", "oauth_manager")
