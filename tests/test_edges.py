@@ -280,3 +280,35 @@ def test_proxies_are_refused_where_the_reach_cannot_apply(capture_server):
     assert result.returncode == 0, result.stderr
     assert "refused: proxies cannot be applied to the PostHog leg" in result.stdout
     assert "segment only: accepted" in result.stdout
+
+
+def test_capture_v1_per_event_results_are_counted_per_event(capture_server, monkeypatch):
+    """PostHog's capture v1 answers 2xx with one event of ten dropped: nine
+    are delivered, one failed, and only that one is told to ``on_error``."""
+    monkeypatch.setenv("POSTHOG_CAPTURE_MODE", "v1")
+    capture_server.reject_events(lambda event: event["properties"].get("i") == 3)
+    told = []
+    client = Client(
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        on_error=lambda error, batch: told.append(batch),
+    )
+    for i in range(10):
+        client.track("u", "Counted", {"i": i})
+    client.flush()
+    stats = client.stats()["posthog"]
+    client.shutdown()
+    assert capture_server.requests[0].path == "/i/v1/analytics/events"
+    assert sorted(e["properties"]["i"] for e in capture_server.events) == [
+        0,
+        1,
+        2,
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
+    ]
+    assert (stats["delivered"], stats["failed"]) == (9, 1), stats
+    assert [[event["properties"]["i"] for event in batch] for batch in told] == [[3]]

@@ -11,6 +11,7 @@ without the call API (it never imports ``client``).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,10 @@ class Delivery:
         self._stats = DeliveryStats(names)
         self._drops = Drops(self._report, log, settings.max_queue_size)
         self._closed = False
+        #: When the exit routine's time runs out, once it has run.
+        self._exit_deadline: float | None = None
+        #: Legs whose library threads the exit routine stopped, with messages left.
+        self._stopped: list[Leg] = []
         self.dispatcher = Dispatcher(
             self._deliver, settings.max_queue_size, self._legs_ready, self._drops.report_turned_away
         )
@@ -133,6 +138,8 @@ class Delivery:
         mode: delivered by every leg); ``False`` when it was not, after it was
         counted, reported and logged."""
         forks.check()
+        if self._exit_deadline is not None and not self._closed:
+            return self._accept_after_exit(msg)
         if not self._closed:
             near_limit = self._segment is not None and message.near_limit(msg)
             if self.sync_mode:
@@ -155,6 +162,23 @@ class Delivery:
         else:
             self._turn_away(msg)
         return False
+
+    def _accept_after_exit(self, msg: Message) -> bool:
+        """A call made once the exit routine has run (a later ``atexit``
+        handler, a ``__del__``): delivered now, on the caller's thread, within
+        what is left of the exit deadline, or counted, reported and logged."""
+        assert self._exit_deadline is not None
+        if self._stopped or time.monotonic() >= self._exit_deadline:
+            self._dropped(
+                [leg.name for leg in self.legs],
+                [msg],
+                ExitTimeout("the call came after the exit routine had run out of time"),
+            )
+            return False
+        if not self.dispatcher.put(msg, self._segment is not None and message.near_limit(msg)):
+            self._turn_away(msg)
+            return False
+        return self._settle(self._exit_deadline)
 
     def _turn_away(self, msg: Message) -> None:
         """Our queue is full: ``msg`` is counted now, reported by the dispatcher's thread."""
@@ -228,6 +252,8 @@ class Delivery:
 
     def _leg_failed(self, leg: str) -> OnError:
         def failed(error: Exception, batch: Any) -> None:
+            if isinstance(batch, list) and leg == posthog_leg.PostHogLeg.name:
+                batch = posthog_leg.undelivered(error, batch)
             self._stats.add(leg, "failed", len(batch) if isinstance(batch, list) else 1)
             self._report(error, batch)
 
@@ -243,10 +269,13 @@ class Delivery:
         """Tell ``on_error``, never letting its own failure escape into a worker thread."""
         if self.on_error is None:
             return
+        outer, _reporting.active = _reporting.active, True
         try:
             self.on_error(error, batch)
         except Exception:
             log.exception("on_error raised")
+        finally:
+            _reporting.active = outer
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per leg: queued, delivered, retried, dropped, failed (``stats.DeliveryStats``)."""
@@ -259,6 +288,8 @@ class Delivery:
         (uWSGI's master's held messages) is handed to them."""
         self._stats = DeliveryStats(self._names)
         self._drops.reset()
+        self._exit_deadline = None
+        self._stopped = []
         if self.legs:
             for leg in self.legs:
                 leg.restart()
@@ -271,12 +302,22 @@ class Delivery:
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every queued message has been delivered (or given up
         on), for at most ``timeout`` seconds in all (``None``: no limit);
-        whether nothing is left queued."""
+        whether nothing is left queued.
+
+        From inside ``on_error`` (which our dispatcher and the libraries'
+        consumers call), the flush runs on a thread of its own and this
+        returns at once: those threads would otherwise wait for themselves.
+        """
         forks.check()
+        if _reporting.active:
+            _later(lambda: self.flush(timeout))
+            return False
         deadline = None if timeout is None else time.monotonic() + timeout
         self.dispatcher.flush(timeout)
         self._drops.report_turned_away()
         for leg in self.legs:
+            if leg in self._stopped:
+                continue
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is None or remaining > 0:
                 leg.flush(remaining)
@@ -287,13 +328,17 @@ class Delivery:
 
         The exit handler goes too (the posthog client we built has none: ours
         does its work), so a client made for one job is freed once the app
-        drops it.
+        drops it. From inside ``on_error``, as ``flush``.
         """
+        if _reporting.active:
+            _later(self.join)
+            return
         self._closed = True
         self.dispatcher.stop()
         self._drops.report_turned_away()
         for leg in self.legs:
-            leg.join()
+            if leg not in self._stopped:
+                leg.join()
         if not self.sync_mode:
             exits.unwatch(self._exit_hook)
 
@@ -301,11 +346,32 @@ class Delivery:
         """Deliver what is still queued when the interpreter exits, within ``exit_timeout``;
         count, report and log whatever could not be (``docs/lifecycle.md``).
 
-        Not in uWSGI's master: what it holds is its workers' to deliver."""
+        A call made after this is still delivered within the same deadline
+        (``_accept_after_exit``). Not in uWSGI's master: what it holds is its
+        workers' to deliver."""
         if uwsgi_master.in_master():
             return
-        deadline = time.monotonic() + self.exit_timeout
-        self.dispatcher.flush(self.exit_timeout)
+        self._exit_deadline = time.monotonic() + self.exit_timeout
+        self._settle(self._exit_deadline)
+        for leg in self.legs:
+            leg.close_connections()
+
+    def deliver_now(self) -> bool:
+        """A server is stopping: deliver what is queued within ``exit_timeout``,
+        count and report the rest, and stay usable (the same process may
+        start a server again). Whether everything was delivered."""
+        delivered = self._settle(time.monotonic() + self.exit_timeout)
+        for leg in self._stopped:
+            leg.renew()
+        self._stopped = []
+        return delivered
+
+    def _settle(self, deadline: float) -> bool:
+        """Deliver what is queued by ``deadline``; whatever is left then is
+        taken back, counted, reported and logged. A leg left with messages has
+        its library's threads stopped (``self._stopped``). Whether every
+        message was delivered."""
+        self.dispatcher.flush(max(0.0, deadline - time.monotonic()))
         self._drops.report_turned_away()
         left = self.dispatcher.discard()
         if left:
@@ -314,16 +380,21 @@ class Delivery:
             )
         for leg in self.legs:
             remaining = deadline - time.monotonic()
-            if remaining > 0:
+            if remaining > 0 and leg not in self._stopped:
                 leg.flush(remaining)
+        delivered = not left
         for leg in self.legs:
-            left = leg.abandon()
-            if left:
+            if not leg.pending or leg in self._stopped:
+                continue
+            delivered = False
+            self._stopped.append(leg)
+            taken = leg.abandon()
+            if taken:
                 # Taken back from the leg: dropped, no longer accepted.
-                self._stats.add(leg.name, "accepted", -len(left))
+                self._stats.add(leg.name, "accepted", -len(taken))
                 self._dropped(
                     [leg.name],
-                    left,
+                    taken,
                     ExitTimeout("exit came before the %s leg delivered" % leg.name),
                 )
             if leg.pending:
@@ -333,3 +404,18 @@ class Delivery:
                     leg.name,
                 )
         self._drops.log(force=True)
+        return delivered
+
+
+class _Reporting(threading.local):
+    """Whether this thread is inside ``on_error``, called by ``Delivery._report``."""
+
+    active = False
+
+
+_reporting = _Reporting()
+
+
+def _later(operation: Callable[[], object]) -> None:
+    """Run ``operation`` on a thread of its own: asked for from inside ``on_error``."""
+    threading.Thread(target=operation, name="analytics-posthog-deferred", daemon=True).start()

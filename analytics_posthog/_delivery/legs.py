@@ -74,3 +74,13 @@ class Leg(Protocol):
         """At exit, past the deadline: stop the library's threads and return
         what was never sent, so it is counted and reported, not lost silently."""
         ...
+
+    def renew(self) -> None:
+        """After ``abandon``, when the process goes on (a server's shutdown
+        hook): a new library client in place of the stopped one."""
+        ...
+
+    def close_connections(self) -> None:
+        """At the end of the exit routine: close the library's pooled HTTP
+        connections while the runtime still runs (gevent's hub, say)."""
+        ...

@@ -20,6 +20,21 @@ from analytics_posthog._patches.posthog import SERVER_OS_PROPERTIES, capture_os,
 from analytics_posthog.mapping import to_posthog
 
 
+def undelivered(error: Exception, batch: list[Any]) -> list[Any]:
+    """The events of ``batch`` that posthog's ``error`` says were not delivered.
+
+    All of them, except where capture v1 answered a success status: its
+    ``CaptureV1Error`` (public: posthog hands it to ``on_error``) then names
+    the events the server dropped or left to retry, and the rest of the batch
+    is stored."""
+    status = getattr(error, "status", None)
+    drops = getattr(error, "drops", None)
+    if not (isinstance(status, int) and 200 <= status < 300 and isinstance(drops, list)):
+        return batch
+    lost = {uuid for uuid, _ in drops} | set(getattr(error, "retry_exhausted", None) or ())
+    return [event for event in batch if isinstance(event, dict) and event.get("uuid") in lost]
+
+
 def require_proxy_route(proxies: dict[str, str] | None) -> None:
     """Refuse ``proxies`` the PostHog leg could not send through, before any
     client is built: events sent around an egress proxy would only fail."""
@@ -149,6 +164,13 @@ class PostHogLeg:
         and ours."""
         if not self.owned:
             return []
-        left = take_back(self.client.queue, self.client.consumers or [])
-        posthog_internals.close_sessions(self.client)
-        return left
+        return take_back(self.client.queue, self.client.consumers or [])
+
+    def renew(self) -> None:
+        """After ``abandon``: a new client of ours, as the stopped one sends nothing."""
+        if self._rebuild is not None:
+            self._take(self._rebuild())
+
+    def close_connections(self) -> None:
+        if self.owned:
+            posthog_internals.close_sessions(self.client)

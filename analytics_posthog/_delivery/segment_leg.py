@@ -162,6 +162,11 @@ class SegmentLeg:
 
     def abandon(self) -> list[Message]:
         """At exit, past the deadline: stop the consumers and take back what is left."""
-        left = take_back(self.client.queue, self.client.consumers or [])
+        return take_back(self.client.queue, self.client.consumers or [])
+
+    def renew(self) -> None:
+        """After ``abandon``: a new Segment client, as the stopped one sends nothing."""
+        self._start()
+
+    def close_connections(self) -> None:
         segment_internals.close_session()
-        return left

@@ -26,6 +26,7 @@ import base64
 import gzip
 import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -186,8 +187,9 @@ def request_key(leg: str, body: Any, headers: Any) -> str | None:
     return key or _bearer(headers)
 
 
-def ok_body(leg: str, kind: str, delivered: list[Any]) -> bytes:
-    """The success answer each client expects."""
+def ok_body(leg: str, kind: str, delivered: list[Any], rejected: Sequence[Any] = ()) -> bytes:
+    """The success answer each client expects (capture v1: per event, ``ok``,
+    or ``drop`` for the ``rejected``)."""
     if leg == LEG_SEGMENT:
         return _OK_SEGMENT
     if kind == V1:
@@ -196,6 +198,8 @@ def ok_body(leg: str, kind: str, delivered: list[Any]) -> bytes:
             for e in delivered
             if isinstance(e, dict) and e.get("uuid")
         }
+        for e in rejected:
+            results[str(e.get("uuid"))] = {"result": "drop", "details": "rejected by the test"}
         return json.dumps({"results": results}).encode("utf-8")
     if kind == OTLP:
         return _OK_EMPTY

@@ -1,4 +1,5 @@
-"""Fault injection on one leg at a time: error answers, slow answers, dropped connections.
+"""Fault injection on one leg at a time: error answers, slow answers, dropped
+connections, events refused one by one.
 
 Retry and fail-over behaviour can only be tested against an endpoint that
 misbehaves on demand, the way real ones do: a 503 with ``Retry-After``, an
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .endpoints import LEGS
 
@@ -43,6 +45,7 @@ class FaultInjection:
     def __init__(self) -> None:
         self._rules: dict[str, Rule] = {}
         self._rules_lock = threading.Lock()
+        self._reject: Callable[[dict[str, Any]], bool] | None = None
 
     def fail(
         self,
@@ -92,6 +95,12 @@ class FaultInjection:
         """
         remaining, until = _window(times, seconds)
         self._arm(leg, lambda: Rule(DROP, remaining=remaining, until=until))
+
+    def reject_events(self, pick: Callable[[dict[str, Any]], bool] | None) -> None:
+        """Capture v1 answers ``drop`` for each event ``pick`` chooses, as
+        PostHog does for an event it refuses, and stores the others (a 2xx
+        with per-event results). ``None`` stops it."""
+        self._reject = pick
 
     def _arm(self, leg: str | None, make: Callable[[], Rule]) -> None:
         legs = _legs(leg)

@@ -138,13 +138,18 @@ class Handler(BaseHTTPRequestHandler):
             )
             self.send(exc.status, endpoints.error_body(exc.status, exc.message))
             return
+        rejected: list[Any] = []
+        if kind == endpoints.V1 and cap._reject is not None:
+            pick = cap._reject
+            rejected = [e for e in delivered if isinstance(e, dict) and pick(e)]
+            delivered = [e for e in delivered if not any(e is r for r in rejected)]
         cap._record(
             self._captured(cap, path, body, 200, leg, encoding, len(delivered), True),
             leg,
             delivered,
             True,
         )
-        self.send(200, endpoints.ok_body(leg, kind, delivered))
+        self.send(200, endpoints.ok_body(leg, kind, delivered, rejected))
 
     def _fault(
         self, cap: CaptureServer, rule: Rule, path: str, raw: bytes, leg: str, encoding: str | None
