@@ -12,7 +12,6 @@ import pytest
 
 from analytics_posthog import Client
 from analytics_posthog.mapping import event_uuid
-from analytics_posthog.testing import CaptureServer
 
 T = datetime(2024, 5, 17, 9, 30, 15, 123000, tzinfo=timezone.utc)
 CONTEXT = {
@@ -21,12 +20,6 @@ CONTEXT = {
     "os": {"name": "iOS", "version": "17.4"},
     "page": {"url": "https://shop.example.com/cart?x=1", "path": "/cart"},
 }
-
-
-@pytest.fixture
-def segment_server():
-    with CaptureServer() as server:
-        yield server
 
 
 def six_calls(client):

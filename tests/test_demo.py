@@ -6,6 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+# Each test starts a Python process of its own.
+pytestmark = pytest.mark.slow
+
 
 def test_demo_runs_offline_and_prints_the_six_events():
     result = subprocess.run(

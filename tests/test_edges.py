@@ -23,12 +23,6 @@ from analytics_posthog.mapping import event_uuid
 from analytics_posthog.testing import CaptureServer
 
 
-@pytest.fixture
-def segment_server():
-    with CaptureServer() as server:
-        yield server
-
-
 def dual(capture_server: CaptureServer, segment_server: CaptureServer, **settings) -> Client:
     return Client(
         "wk",

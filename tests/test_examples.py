@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test starts a Python process of its own.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -14,6 +14,9 @@ import pytest
 
 from analytics_posthog.testing import CaptureServer
 
+# Each test starts a Python process of its own.
+pytestmark = pytest.mark.slow
+
 CALLS = 20000
 
 SCRIPT = """

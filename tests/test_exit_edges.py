@@ -14,11 +14,15 @@ from processes import run_script
 import analytics_posthog
 from analytics_posthog import Client, integrations
 
+# Each test starts a Python process, or waits out an endpoint slower than exit_timeout.
+pytestmark = pytest.mark.slow
+
 #: An exit handler registered before the client exists runs after ours (atexit
 #: is last-in, first-out): its call comes once our exit routine has run.
 LATE_CALL = """
 import atexit, json, os, sys, time
 import analytics_posthog as analytics
+
 
 told = []
 

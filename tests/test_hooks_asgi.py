@@ -292,7 +292,8 @@ def test_shutdown_delivery_is_bounded_and_what_is_left_is_reported(legs, caplog)
         took = time.monotonic() - started
     finally:
         legs.posthog.restore()
-    assert took < 2.5, took
+    # Bounded by exit_timeout (0.5 s), not by the 30 s hang; the margin is for a loaded machine.
+    assert took < 15, took
     # The hung event is still with the PostHog leg: the exit handler's report names it.
     assert any(
         r.name == "analytics_posthog"

@@ -11,7 +11,6 @@ import textwrap
 import pytest
 
 from analytics_posthog._delivery import outages
-from analytics_posthog.testing import CaptureServer
 
 POSTHOG_KEY = "phc_SECRET_posthog_key"
 WRITE_KEY = "SECRET_segment_write_key"
@@ -38,12 +37,6 @@ for at, warning in warnings:
     print("%.2f %s" % (at - started, warning))
 os._exit(0)
 """
-
-
-@pytest.fixture
-def segment_server():
-    with CaptureServer() as server:
-        yield server
 
 
 def warnings_of(posthog: str, segment: str):

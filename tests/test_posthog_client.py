@@ -9,13 +9,6 @@ import analytics_posthog
 from analytics_posthog import Client
 from analytics_posthog._context import request as request_context
 from analytics_posthog._context.request import RequestContext
-from analytics_posthog.testing import CaptureServer
-
-
-@pytest.fixture
-def segment_server():
-    with CaptureServer() as server:
-        yield server
 
 
 def test_the_posthog_client_we_deliver_through_sends_its_own_events_with_ours(capture_server):

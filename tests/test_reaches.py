@@ -16,6 +16,9 @@ import pytest
 
 from analytics_posthog._patches import register as reaches
 
+# Each test starts a Python process of its own.
+pytestmark = pytest.mark.slow
+
 BURST = 200
 
 #: A dual-write burst, then the register as the process found it, as JSON on the last line.

@@ -17,15 +17,8 @@ import pytest
 
 from analytics_posthog import Client
 from analytics_posthog.errors import ClientClosed, ExitTimeout, QueueFull
-from analytics_posthog.testing import CaptureServer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def segment_server():
-    with CaptureServer() as server:
-        yield server
 
 
 def dual_client(posthog_server, segment_server, **kwargs):

@@ -208,7 +208,9 @@ def test_rate_limit_is_obeyed(capture_server, tmp_path):
     elapsed = time.monotonic() - started
     assert code == 0
     assert capture_server.event_count == 10
-    assert 9 / 25.0 <= elapsed < 3
+    # The lower bound is the check (10 events at 25/s take at least 0.36 s);
+    # the upper one only that the run ends, with room for a loaded machine.
+    assert 9 / 25.0 <= elapsed < 30
 
 
 def test_timestamps_in_segment_forms_parse_on_python_310():

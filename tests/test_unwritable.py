@@ -19,17 +19,10 @@ from analytics_posthog import Client
 from analytics_posthog._delivery.segment_leg import segment_message
 from analytics_posthog._message import build as message
 from analytics_posthog.errors import Unsendable
-from analytics_posthog.testing import CaptureServer
 
 LIMIT = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
 needs_limit = pytest.mark.skipif(not LIMIT, reason="this Python writes ints of any length")
 TOO_LONG = 10 ** (LIMIT or 1)
-
-
-@pytest.fixture
-def segment_server():
-    with CaptureServer() as server:
-        yield server
 
 
 def finishes(call, timeout=10.0):

@@ -46,7 +46,9 @@ TEST_USER = "analytics_posthog doctor"
 
 
 @dataclass
-class Leg:
+class LegCheck:
+    """One leg as the doctor checks it: which key and host it would use, and where each came from."""
+
     name: str
     key: str
     key_source: str
@@ -73,11 +75,11 @@ def run(
     """Print the diagnosis; 0 when every configured leg works, 1 otherwise."""
     environ = os.environ
     keys = resolve_keys(write_key, posthog_api_key, posthog_host, environ)
-    legs: list[Leg] = []
+    legs: list[LegCheck] = []
     problems = 0
 
     if keys.posthog_api_key:
-        leg = Leg(
+        leg = LegCheck(
             "PostHog",
             keys.posthog_api_key,
             _posthog_key_source(keys.posthog_api_key, posthog_api_key, write_key, environ),
@@ -99,7 +101,7 @@ def run(
         )
     if keys.segment_write_key:
         segment_host = host or SEGMENT_DEFAULT_HOST
-        leg = Leg(
+        leg = LegCheck(
             "Segment",
             keys.segment_write_key,
             "--write-key" if write_key else SEGMENT_KEY_VARIABLE,
@@ -205,7 +207,7 @@ def reachable(url: str, timeout: float) -> str | None:
     return str(reason)
 
 
-def send_test_event(leg: Leg, timeout: float) -> str | None:
+def send_test_event(leg: LegCheck, timeout: float) -> str | None:
     """Deliver one event through the library's leg, without retries; ``None``
     when accepted, else the service's refusal and what to do about it."""
     errors: list[Exception] = []
