@@ -135,9 +135,11 @@ def screen(*args: Any, **kwargs: Any) -> Any:
     return _proxy("screen", *args, **kwargs)
 
 
-def flush() -> None:
-    """Tell the client to flush."""
-    _proxy("flush")
+def flush(timeout: float | None = None) -> bool:
+    """Tell the client to flush: wait for every queued message, for at most
+    ``timeout`` seconds (``None``: as long as it takes, as Segment's); whether
+    everything was delivered."""
+    return bool(_proxy("flush", timeout))
 
 
 def join() -> None:
@@ -145,10 +147,11 @@ def join() -> None:
     _proxy("join")
 
 
-def shutdown() -> None:
-    """Flush all messages and cleanly shutdown the client"""
-    _proxy("flush")
-    _proxy("join")
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush all messages and cleanly shutdown the client, within ``timeout``
+    seconds (``None``: no limit); whether everything was delivered (what was
+    not is counted and reported)."""
+    return bool(_proxy("shutdown", timeout))
 
 
 def get_posthog_client() -> Any:

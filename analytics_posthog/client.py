@@ -368,10 +368,13 @@ class Client:
         (Segment only, or ``send=False``)."""
         return self.delivery.posthog_client if self.delivery is not None else None
 
-    def flush(self) -> None:
-        """Block until every queued message has been delivered (or given up on)."""
-        if self.delivery is not None:
-            self.delivery.flush()
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every queued message has been delivered (or given up
+        on), for at most ``timeout`` seconds (``None``: no limit, as Segment's
+        ``flush()``); whether nothing is left queued."""
+        if self.delivery is None:
+            return True
+        return self.delivery.flush(timeout)
 
     def join(self) -> None:
         """Deliver what is queued, then end the background threads.
@@ -383,7 +386,11 @@ class Client:
         if self.delivery is not None:
             self.delivery.join()
 
-    def shutdown(self) -> None:
-        """Flush all messages and cleanly shut down the client."""
-        self.flush()
-        self.join()
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush all messages and cleanly shut down the client, within
+        ``timeout`` seconds (``None``: no limit, as Segment's); whether
+        everything was delivered. Past the deadline, what is left is taken
+        back, counted and reported (``stats()``, ``on_error``, the log)."""
+        if self.delivery is None:
+            return True
+        return self.delivery.shutdown(timeout)

@@ -186,6 +186,10 @@ def test_caller_context_is_not_modified(ours):
     assert context == {"ip": "203.0.113.9"}
 
 
+#: Parameters we add after Segment's: a deadline for a shutdown hook.
+ADDED_PARAMETERS = {"flush": [("timeout", None)], "shutdown": [("timeout", None)]}
+
+
 def test_signatures_match_segment():
     for name in (
         "track",
@@ -198,11 +202,17 @@ def test_signatures_match_segment():
         "join",
         "shutdown",
     ):
-        ours = inspect.signature(getattr(Client, name)).parameters
-        theirs = inspect.signature(getattr(SegmentClient, name)).parameters
-        assert [(p.name, p.default) for p in ours.values()] == [
-            (p.name, p.default) for p in theirs.values()
-        ], name
+        ours = [
+            (p.name, p.default)
+            for p in inspect.signature(getattr(Client, name)).parameters.values()
+        ]
+        theirs = [
+            (p.name, p.default)
+            for p in inspect.signature(getattr(SegmentClient, name)).parameters.values()
+        ]
+        # Segment's parameters first, with its defaults; ours only after them.
+        assert ours[: len(theirs)] == theirs, name
+        assert ours[len(theirs) :] == ADDED_PARAMETERS.get(name, []), name
 
 
 def test_constructor_keeps_segment_parameters_first():

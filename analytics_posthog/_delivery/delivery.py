@@ -342,6 +342,19 @@ class Delivery:
         if not self.sync_mode:
             exits.unwatch(self._exit_hook)
 
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """``flush(timeout)``, then ``join()``; past the deadline what is left
+        is taken back, counted and reported first, so the join cannot wait on
+        it. Whether everything was delivered. From inside ``on_error``, as ``flush``."""
+        if _reporting.active:
+            _later(lambda: self.shutdown(timeout))
+            return False
+        delivered = self.flush(timeout)
+        if not delivered and timeout is not None:
+            self._settle(time.monotonic(), "the shutdown deadline")
+        self.join()
+        return delivered
+
     def at_exit(self) -> None:
         """Deliver what is still queued when the interpreter exits, within ``exit_timeout``;
         count, report and log whatever could not be (``docs/lifecycle.md``).
@@ -366,9 +379,10 @@ class Delivery:
         self._stopped = []
         return delivered
 
-    def _settle(self, deadline: float) -> bool:
+    def _settle(self, deadline: float, ending: str = "exit") -> bool:
         """Deliver what is queued by ``deadline``; whatever is left then is
-        taken back, counted, reported and logged. A leg left with messages has
+        taken back, counted, reported and logged (``ending`` names the
+        deadline in the reason). A leg left with messages has
         its library's threads stopped (``self._stopped``). Whether every
         message was delivered."""
         self.dispatcher.flush(max(0.0, deadline - time.monotonic()))
@@ -376,7 +390,9 @@ class Delivery:
         left = self.dispatcher.discard()
         if left:
             self._dropped(
-                [leg.name for leg in self.legs], left, ExitTimeout("exit came before delivery")
+                [leg.name for leg in self.legs],
+                left,
+                ExitTimeout("%s came before delivery" % ending),
             )
         for leg in self.legs:
             remaining = deadline - time.monotonic()
@@ -395,7 +411,7 @@ class Delivery:
                 self._dropped(
                     [leg.name],
                     taken,
-                    ExitTimeout("exit came before the %s leg delivered" % leg.name),
+                    ExitTimeout("%s came before the %s leg delivered" % (ending, leg.name)),
                 )
             if leg.pending:
                 log.warning(
