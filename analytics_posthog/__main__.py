@@ -1,6 +1,6 @@
 """Command line: ``analytics-posthog demo | replay | export | doctor``.
 
-The replay and export options are defined in ``replay.cli``; demo and
+The replay and export options are defined in ``_backfill.cli``; demo and
 doctor are imported only when they run.
 """
 
@@ -11,10 +11,29 @@ import sys
 
 from analytics_posthog.version import VERSION
 
+#: What ``--help`` says first, for the person running the command.
+DESCRIPTION = (
+    "Segment's API, delivered to PostHog. demo: see what PostHog receives for each call "
+    "(offline). doctor: check that your keys and hosts work. replay / export: bring "
+    "Segment's history to PostHog."
+)
+
+
+def versions() -> str:
+    """Ours, and the posthog and Segment clients doing the delivery."""
+    import posthog.version
+    import segment.analytics.version
+
+    return "analytics-posthog %s (posthog %s, segment-analytics-python %s)" % (
+        VERSION,
+        posthog.version.VERSION,
+        segment.analytics.version.VERSION,
+    )
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="analytics-posthog", description=__doc__)
-    parser.add_argument("--version", action="version", version="%(prog)s " + VERSION)
+    parser = argparse.ArgumentParser(prog="analytics-posthog", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=versions())
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(

@@ -15,6 +15,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import posthog.version
+import segment.analytics.version as segment_version
 from test_replay import ENV, ROOT, msg, run, write
 
 from analytics_posthog import _backfill as replay
@@ -327,6 +329,18 @@ def test_sigterm_stops_with_130_and_the_next_run_goes_on(capture_server, tmp_pat
 def test_version_and_usage_errors():
     result = cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("analytics-posthog ")
+    # The versions behind it, which a bug report needs.
+    assert (
+        "(posthog %s, segment-analytics-python %s)"
+        % (
+            posthog.version.VERSION,
+            segment_version.VERSION,
+        )
+        in result.stdout
+    )
+    result = cli("--help")
+    assert "check that your keys and hosts work" in result.stdout
+    assert "replay.cli" not in result.stdout
     result = cli("export", "/nonexistent/segment-logs", "--out", "/tmp/x")
     assert result.returncode == replay.EXIT_USAGE and "/nonexistent/segment-logs" in result.stderr
     assert "Traceback" not in result.stderr
