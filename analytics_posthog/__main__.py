@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         help="send one test event per leg and report whether the key was accepted",
     )
     doctor.add_argument(
+        "--verbose", action="store_true", help="list each internal patch and why one is not active"
+    )
+    doctor.add_argument(
+        "--json", action="store_true", help="print the report as one JSON object, for scripts"
+    )
+    doctor.add_argument(
         "--timeout",
         type=replay_cli.positive_float,
         default=5.0,
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             send=args.send,
             timeout=args.timeout,
+            verbose=args.verbose,
+            as_json=args.json,
         )
     return 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import socket
 
 import pytest
@@ -132,3 +133,32 @@ def test_console_command_wiring(capture_server):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "from POSTHOG_PROJECT_API_KEY" in result.stdout
+
+
+def test_the_patches_are_one_line_unless_verbose(capture_server):
+    code, out = run(posthog_api_key="phc_test", posthog_host=capture_server.url)
+    assert code == 0, out
+    patch_lines = [line for line in out.splitlines() if "patch" in line.lower()]
+    assert patch_lines == ["Internal patches: all %d active." % len(doctor.reaches.REGISTER)]
+    code, out = run(posthog_api_key="phc_test", posthog_host=capture_server.url, verbose=True)
+    for name in doctor.reaches.REGISTER:
+        assert any(line.split()[:1] == [name] for line in out.splitlines()), name
+
+
+def test_json_reports_the_legs_the_patches_and_the_verdict(capture_server):
+    code, out = run(
+        posthog_api_key="phc_test", posthog_host=capture_server.url, send=True, as_json=True
+    )
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True
+    leg = report["legs"]["PostHog"]
+    assert (leg["host"], leg["reachable"], leg["accepted"], leg["problem"]) == (
+        capture_server.url,
+        True,
+        True,
+        None,
+    )
+    assert "phc_test" not in out
+    assert {p["name"] for p in report["patches"]} == set(doctor.reaches.REGISTER)
+    assert {p["state"] for p in report["patches"]} == {"active"}
+    assert report["text"][-1] == "OK: everything configured works."

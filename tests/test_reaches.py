@@ -91,7 +91,7 @@ def test_doctor_says_which_reaches_are_off_and_why(capture_server):
     import io, json
     from analytics_posthog._cli import doctor
     out = io.StringIO()
-    doctor.run(posthog_api_key="phc_test", posthog_host="%s", out=out, timeout=2)
+    doctor.run(posthog_api_key="phc_test", posthog_host="%s", out=out, timeout=2, verbose=True)
     print(json.dumps(out.getvalue()))
     """
         % capture_server.url

@@ -12,6 +12,8 @@ the status the service gave.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import socket
 import ssl
@@ -71,8 +73,45 @@ def run(
     send: bool = False,
     timeout: float = 5.0,
     out: TextIO = sys.stdout,
+    verbose: bool = False,
+    as_json: bool = False,
 ) -> int:
-    """Print the diagnosis; 0 when every configured leg works, 1 otherwise."""
+    """Print the diagnosis; 0 when every configured leg works, 1 otherwise.
+
+    ``verbose`` lists each internal patch; ``as_json`` prints one JSON object
+    instead of the text (the text, the legs' checks, the patches and the
+    verdict), for scripts."""
+    if as_json:
+        text = io.StringIO()
+        checks: dict[str, Any] = {}
+        code = _diagnose(
+            posthog_api_key, posthog_host, write_key, host, send, timeout, text, True, checks
+        )
+        report = {
+            "ok": code == 0,
+            "legs": checks,
+            "patches": reaches.as_json(),
+            "text": text.getvalue().splitlines(),
+        }
+        out.write(json.dumps(report, indent=2) + "\n")
+        return code
+    return _diagnose(
+        posthog_api_key, posthog_host, write_key, host, send, timeout, out, verbose, {}
+    )
+
+
+def _diagnose(
+    posthog_api_key: str | None,
+    posthog_host: str | None,
+    write_key: str | None,
+    host: str | None,
+    send: bool,
+    timeout: float,
+    out: TextIO,
+    verbose: bool,
+    checks: dict[str, Any],
+) -> int:
+    """``run``'s text, written to ``out``; each leg's findings also into ``checks``."""
     environ = os.environ
     keys = resolve_keys(write_key, posthog_api_key, posthog_host, environ)
     legs: list[LegCheck] = []
@@ -123,7 +162,7 @@ def run(
 
     posthog_internals.probe()
     segment_internals.probe()
-    out.write("\n".join(reaches.report()) + "\n")
+    out.write(("\n".join(reaches.report()) if verbose else reaches.summary()) + "\n")
     if not legs:
         out.write(
             "FIX: nothing would be sent. Set POSTHOG_API_KEY to your PostHog project key (phc_..., in "
@@ -142,6 +181,14 @@ def run(
 
     for leg in legs:
         error = reachable(leg.host, timeout)
+        found = checks[leg.name] = {
+            "key": mask(leg.key),
+            "key_source": leg.key_source,
+            "host": leg.host,
+            "host_source": leg.host_source,
+            "reachable": error is None,
+            "problem": error,
+        }
         if error:
             problems += 1
             out.write(
@@ -152,6 +199,9 @@ def run(
         out.write("%s host %s: reachable\n" % (leg.name, leg.host))
         if send:
             verdict = send_test_event(leg, timeout)
+            found["accepted"] = verdict is None
+            if verdict is not None:
+                found["problem"] = verdict
             if verdict is None:
                 out.write("%s: test event %r accepted\n" % (leg.name, TEST_EVENT))
             else:

@@ -451,8 +451,10 @@ def probe() -> None:
     """Install, and check the per-client reaches on a client that sends nothing
     (``doctor``), so the register says what a ``Client`` here would use."""
     install()
-    attempt(EXIT, lambda: _check_exit(posthog.Client("phc_probe", send=False)), once=False)
+    client = posthog.Client("phc_probe", send=False)
+    attempt(EXIT, lambda: _check_exit(client), once=False)
     attempt(SESSION, _check_session, once=False)
+    cannot_queue(client)
 
 
 # -- posthog's context --------------------------------------------------------

@@ -107,8 +107,38 @@ def missing(owner: object, *names: str) -> str | None:
     return None
 
 
+def summary() -> str:
+    """The reaches in one line, for ``doctor`` without ``--verbose``."""
+    reaches = list(REGISTER.values())
+    active = [reach for reach in reaches if reach.state == ACTIVE]
+    if len(active) == len(reaches):
+        return "Internal patches: all %d active." % len(reaches)
+    others = ", ".join(
+        "%s (%s)" % (reach.name, reach.state) for reach in reaches if reach not in active
+    )
+    return "Internal patches: %d of %d active; not active: %s (--verbose says why)." % (
+        len(active),
+        len(reaches),
+        others,
+    )
+
+
+def as_json() -> list[dict[str, str | None]]:
+    """Each reach's name, kind, state and reason, for ``doctor --json``."""
+    return [
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "state": r.state,
+            "reason": r.reason,
+            "replaces": r.replaces,
+        }
+        for r in REGISTER.values()
+    ]
+
+
 def report() -> list[str]:
-    """One line per reach, for ``doctor``."""
+    """One line per reach, for ``doctor --verbose``."""
     lines = [
         "Reaches inside posthog and Segment (%s=1 turns the patches off%s):"
         % (SWITCH, "; it is set" if OFF else "")
