@@ -21,13 +21,14 @@ DESCRIPTION = (
 
 def versions() -> str:
     """Ours, and the posthog and Segment clients doing the delivery."""
-    import posthog.version
-    import segment.analytics.version
+    import posthog
+
+    from analytics_posthog._patches.segment import VERSION as SEGMENT_VERSION
 
     return "analytics-posthog %s (posthog %s, segment-analytics-python %s)" % (
         VERSION,
-        posthog.version.VERSION,
-        segment.analytics.version.VERSION,
+        posthog.VERSION,
+        SEGMENT_VERSION,
     )
 
 

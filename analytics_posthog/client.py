@@ -19,7 +19,7 @@ from segment.analytics import Client as SegmentClient
 
 from analytics_posthog._context.visitor import current as current_request
 from analytics_posthog._delivery.delivery import Delivery
-from analytics_posthog._keys import NO_KEY_MESSAGE, resolve_keys
+from analytics_posthog._keys import NO_KEY_MESSAGE, check_hosts, key_warning, resolve_keys
 from analytics_posthog._message import build as message
 from analytics_posthog._message.build import Message
 from analytics_posthog.settings import DEFAULTS, Settings
@@ -71,6 +71,10 @@ def show_debug_lines(handler: logging.Handler | None) -> None:
             logger.addHandler(handler)
 
 
+#: Configuration warnings already given in this process: each is said once.
+_WARNED: set[str] = set()
+
+
 class Client:
     class DefaultConfig(SegmentClient.DefaultConfig):
         posthog_api_key: str | None = DEFAULTS["posthog_api_key"]
@@ -118,6 +122,11 @@ class Client:
         keys = resolve_keys(write_key, posthog_api_key, posthog_host)
         if send and not (keys.any or posthog_client is not None):
             raise AssertionError(NO_KEY_MESSAGE)
+        check_hosts(keys.posthog_host, host)
+        warning = key_warning(keys.posthog_api_key)
+        if warning and posthog_client is None and warning not in _WARNED:
+            _WARNED.add(warning)
+            self.log.warning(warning)
 
         self.send = send
         self.sync_mode = sync_mode

@@ -8,6 +8,7 @@ import pytest
 
 import analytics_posthog
 from analytics_posthog import Client
+from analytics_posthog import client as client_module
 from analytics_posthog._keys import DEFAULT_POSTHOG_HOST, resolve_keys
 
 KEY_VARIABLES = ("POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST", "SEGMENT_WRITE_KEY")
@@ -179,3 +180,36 @@ def test_shutdown_leaves_the_apps_own_posthog_client_working(capture_server):
     shared.flush()
     assert [e["event"] for e in capture_server.wait_for_events(2)] == ["Ours", "The app's own"]
     shared.shutdown()
+
+
+@pytest.mark.parametrize(
+    "arguments, name",
+    [
+        ({"posthog_host": "us.i.posthog.com"}, "posthog_host"),
+        ({"posthog_host": "ftp://example.com"}, "posthog_host"),
+        ({"write_key": "wk", "host": "api.segment.io"}, "host"),
+    ],
+)
+def test_a_host_that_is_not_an_http_url_is_refused_at_configuration(arguments, name):
+    with pytest.raises(AssertionError, match="%s must be an http\\(s\\) URL" % name):
+        Client(posthog_api_key="phc_test", **arguments)
+
+
+@pytest.mark.parametrize(
+    "key, says",
+    [("phx_personal123", "a personal API key (it starts with phx_)"), ("abc123", "not a project")],
+)
+def test_a_key_that_is_not_a_project_key_is_named_never_shown(key, says, caplog, monkeypatch):
+    monkeypatch.setattr(client_module, "_WARNED", set())
+    with caplog.at_level(logging.WARNING, logger="analytics_posthog"):
+        Client(posthog_api_key=key, send=False)
+        Client(posthog_api_key=key, posthog_host="http://127.0.0.1:9").shutdown()
+    warnings = [r.getMessage() for r in caplog.records if "PostHog key given" in r.getMessage()]
+    assert len(warnings) == 1 and says in warnings[0] and "phc_" in warnings[0], warnings
+    assert key not in warnings[0]
+
+
+def test_a_project_key_gets_no_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="analytics_posthog"):
+        Client(posthog_api_key="phc_project", posthog_host="http://127.0.0.1:9").shutdown()
+    assert not [r for r in caplog.records if "PostHog key given" in r.getMessage()]

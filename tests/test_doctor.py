@@ -162,3 +162,11 @@ def test_json_reports_the_legs_the_patches_and_the_verdict(capture_server):
     assert {p["name"] for p in report["patches"]} == set(doctor.reaches.REGISTER)
     assert {p["state"] for p in report["patches"]} == {"active"}
     assert report["text"][-1] == "OK: everything configured works."
+
+
+def test_a_personal_key_and_a_bad_host_are_problems(capture_server):
+    code, out = run(posthog_api_key="phx_personal", posthog_host=capture_server.url)
+    assert code == 1 and "FIX: the PostHog key given is a personal API key" in out
+    assert "phx_personal" not in out
+    code, out = run(posthog_api_key="phc_test", posthog_host="us.i.posthog.com")
+    assert code == 1 and "FIX: posthog_host must be an http(s) URL" in out

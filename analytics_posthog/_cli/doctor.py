@@ -30,10 +30,13 @@ from analytics_posthog._delivery import posthog_leg, segment_leg
 from analytics_posthog._delivery.legs import Leg as DeliveryLeg
 from analytics_posthog._keys import (
     DEFAULT_POSTHOG_HOST,
+    PERSONAL_KEY_PREFIX,
     POSTHOG_HOST_VARIABLE,
     POSTHOG_KEY_PREFIX,
     POSTHOG_KEY_VARIABLES,
     SEGMENT_KEY_VARIABLE,
+    check_hosts,
+    key_warning,
     resolve_keys,
 )
 from analytics_posthog._message import build as message
@@ -116,6 +119,11 @@ def _diagnose(
     keys = resolve_keys(write_key, posthog_api_key, posthog_host, environ)
     legs: list[LegCheck] = []
     problems = 0
+    try:
+        check_hosts(keys.posthog_host, host)
+    except AssertionError as error:
+        out.write("FIX: %s\n" % error)
+        problems += 1
 
     if keys.posthog_api_key:
         leg = LegCheck(
@@ -134,6 +142,10 @@ def _diagnose(
             "PostHog: on (key %s from %s), host %s (%s)\n"
             % (mask(leg.key), leg.key_source, leg.host, leg.host_source)
         )
+        warning = key_warning(leg.key)
+        if warning:
+            out.write("FIX: %s.\n" % warning.replace("analytics_posthog: ", "", 1))
+            problems += leg.key.startswith(PERSONAL_KEY_PREFIX)
     else:
         out.write(
             "PostHog: off (no %s, and no --posthog-api-key)\n" % " / ".join(POSTHOG_KEY_VARIABLES)
