@@ -9,12 +9,13 @@ are Segment's, plus the PostHog ones at the end of the settings.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from analytics_posthog._delivery.forks import fork_safe_lock
 from analytics_posthog._patches.segment import SUBMODULES as SEGMENT_SUBMODULES
 from analytics_posthog._takeover import install_as_segment as install_as_segment
-from analytics_posthog.client import Client
+from analytics_posthog.client import Client, Result
 from analytics_posthog.settings import DEFAULTS, NAMES, Settings
 from analytics_posthog.version import VERSION
 
@@ -105,34 +106,113 @@ _default_client_lock = fork_safe_lock()
 _log = logging.getLogger("analytics_posthog")
 
 
-def track(*args: Any, **kwargs: Any) -> Any:
+def track(
+    user_id: Any = None,
+    event: str | None = None,
+    properties: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    timestamp: datetime | None = None,
+    anonymous_id: Any = None,
+    integrations: dict[str, Any] | None = None,
+    message_id: Any = None,
+) -> Result:
     """Send a track call."""
-    return _proxy("track", *args, **kwargs)
+    return _default().track(
+        user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id
+    )
 
 
-def identify(*args: Any, **kwargs: Any) -> Any:
-    """Send a identify call."""
-    return _proxy("identify", *args, **kwargs)
+def identify(
+    user_id: Any = None,
+    traits: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    timestamp: datetime | None = None,
+    anonymous_id: Any = None,
+    integrations: dict[str, Any] | None = None,
+    message_id: Any = None,
+) -> Result:
+    """Send an identify call."""
+    return _default().identify(
+        user_id, traits, context, timestamp, anonymous_id, integrations, message_id
+    )
 
 
-def group(*args: Any, **kwargs: Any) -> Any:
+def group(
+    user_id: Any = None,
+    group_id: Any = None,
+    traits: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    timestamp: datetime | None = None,
+    anonymous_id: Any = None,
+    integrations: dict[str, Any] | None = None,
+    message_id: Any = None,
+) -> Result:
     """Send a group call."""
-    return _proxy("group", *args, **kwargs)
+    return _default().group(
+        user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id
+    )
 
 
-def alias(*args: Any, **kwargs: Any) -> Any:
-    """Send a alias call."""
-    return _proxy("alias", *args, **kwargs)
+def alias(
+    previous_id: Any = None,
+    user_id: Any = None,
+    context: dict[str, Any] | None = None,
+    timestamp: datetime | None = None,
+    integrations: dict[str, Any] | None = None,
+    message_id: Any = None,
+) -> Result:
+    """Send an alias call."""
+    return _default().alias(previous_id, user_id, context, timestamp, integrations, message_id)
 
 
-def page(*args: Any, **kwargs: Any) -> Any:
+def page(
+    user_id: Any = None,
+    category: str | None = None,
+    name: str | None = None,
+    properties: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    timestamp: datetime | None = None,
+    anonymous_id: Any = None,
+    integrations: dict[str, Any] | None = None,
+    message_id: Any = None,
+) -> Result:
     """Send a page call."""
-    return _proxy("page", *args, **kwargs)
+    return _default().page(
+        user_id,
+        category,
+        name,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
+    )
 
 
-def screen(*args: Any, **kwargs: Any) -> Any:
+def screen(
+    user_id: Any = None,
+    category: str | None = None,
+    name: str | None = None,
+    properties: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+    timestamp: datetime | None = None,
+    anonymous_id: Any = None,
+    integrations: dict[str, Any] | None = None,
+    message_id: Any = None,
+) -> Result:
     """Send a screen call."""
-    return _proxy("screen", *args, **kwargs)
+    return _default().screen(
+        user_id,
+        category,
+        name,
+        properties,
+        context,
+        timestamp,
+        anonymous_id,
+        integrations,
+        message_id,
+    )
 
 
 def flush(timeout: float | None = None) -> bool:
@@ -203,9 +283,9 @@ def _current_settings() -> dict[str, Any]:
     return {name: module[name] for name in NAMES}
 
 
-def _proxy(method: str, *args: Any, **kwargs: Any) -> Any:
-    """Create the default client from the settings on first use (once, even
-    when many threads make their first call together) and call it."""
+def _default() -> Client:
+    """The default client, created from the settings on first use (once, even
+    when many threads make their first call together)."""
     global default_client
     client = default_client
     if client is None:
@@ -213,4 +293,9 @@ def _proxy(method: str, *args: Any, **kwargs: Any) -> Any:
             client = default_client
             if client is None:
                 client = default_client = Client(**_current_settings())
-    return getattr(client, method)(*args, **kwargs)
+    return client
+
+
+def _proxy(method: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``method`` of the default client."""
+    return getattr(_default(), method)(*args, **kwargs)
