@@ -89,6 +89,8 @@ def test_no_key_raises_naming_both_settings_and_variables():
 
 
 def test_module_first_call_without_key_raises_and_retries_later(monkeypatch, capture_server):
+    # capture_server gives the module a test key when the app set none: take it away.
+    monkeypatch.setattr(analytics_posthog, "posthog_api_key", None)
     monkeypatch.setattr(analytics_posthog, "default_client", None)
     with pytest.raises(AssertionError, match="POSTHOG_API_KEY"):
         analytics_posthog.track("u1", "e")

@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import posthog
+import pytest
 from capture_http import REPO, cli_server, get, get_json, post, raw_event, with_repo_on_path
 from segment.analytics.client import Client as SegmentClient
 
@@ -92,19 +93,15 @@ def test_count_only_cli_server_counts_and_takes_faults() -> None:
         assert get_json(url + "/_stats")["events"] == 0
 
 
-def test_pytest_plugin_provides_fixture(tmp_path: Path) -> None:
-    """What the pytest11 entry point does: load the plugin module."""
-    (tmp_path / "test_uses_fixture.py").write_text(
-        "import urllib.request, json\n"
-        "def test_it(capture_server):\n"
-        "    url = capture_server.url\n"
-        "    assert json.load(urllib.request.urlopen(url + '/_stats'))['events'] == 0\n"
-    )
+def run_user_tests(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a user's test files with pytest in a process of its own, the plugin loaded."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
     # Installed (pip install -e .): the entry point loads it, and passing -p
     # too would register it twice. Not installed: load it by hand.
     registered = any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
     plugin_args = [] if registered else ["-p", PLUGIN]
-    result = subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -119,7 +116,111 @@ def test_pytest_plugin_provides_fixture(tmp_path: Path) -> None:
         env=with_repo_on_path(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
+    )
+
+
+def test_pytest_plugin_provides_fixture(tmp_path: Path) -> None:
+    """What the pytest11 entry point does: load the plugin module."""
+    result = run_user_tests(
+        tmp_path,
+        {
+            "test_uses_fixture.py": "import urllib.request, json\n"
+            "def test_it(capture_server):\n"
+            "    url = capture_server.url\n"
+            "    assert json.load(urllib.request.urlopen(url + '/_stats'))['events'] == 0\n"
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+#: App code as Segment code is written: production settings at import, calls
+#: through the module-level API; and the team's tests of it, one server each.
+USER_APP = """
+import analytics_posthog as analytics
+
+analytics.write_key = "prod-write-key"
+analytics.host = "https://api.segment.invalid"
+analytics.posthog_api_key = "phc_production"
+analytics.posthog_host = "https://posthog.invalid"
+
+
+def sign_up(user):
+    analytics.track(user, "Signed up", {"plan": "pro"})
+"""
+USER_TESTS = """
+import analytics_posthog as analytics
+from app import sign_up
+
+
+def check(capture_server, user):
+    sign_up(user)
+    assert analytics.flush(timeout=10) is True
+    assert [(e["event"], e["distinct_id"]) for e in capture_server.events] == [("Signed up", user)]
+    assert [(m["event"], m["userId"]) for m in capture_server.segment_messages] == [("Signed up", user)]
+
+
+def test_first(capture_server):
+    check(capture_server, "first")
+
+
+def test_second(capture_server):
+    check(capture_server, "second")
+
+
+def test_the_settings_are_the_apps_again_after():
+    assert analytics.default_client is None
+    assert analytics.posthog_host == "https://posthog.invalid"
+"""
+
+
+@pytest.mark.slow
+def test_a_teams_tests_of_module_level_calls_each_get_their_own_server(tmp_path: Path) -> None:
+    """The default client is rebuilt around each test, pointed at its server on
+    every leg the app configured: no event goes to the production hosts."""
+    result = run_user_tests(tmp_path, {"app.py": USER_APP, "test_app.py": USER_TESTS})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+    assert "invalid" not in result.stdout + result.stderr
+
+
+USER_UNITTEST = """
+import unittest
+import analytics_posthog as analytics
+from analytics_posthog.testing import CaptureServer, capture_to
+from app import sign_up
+
+
+class SignUpTests(unittest.TestCase):
+    def setUp(self):
+        self.server = self.enterContext(CaptureServer())
+        self.enterContext(capture_to(self.server))
+
+    def test_first(self):
+        sign_up("first")
+        self.assertTrue(analytics.flush(timeout=10))
+        self.assertEqual([e["distinct_id"] for e in self.server.events], ["first"])
+
+    def test_second(self):
+        sign_up("second")
+        self.assertTrue(analytics.flush(timeout=10))
+        self.assertEqual([m["userId"] for m in self.server.segment_messages], ["second"])
+"""
+
+
+@pytest.mark.slow
+def test_unittest_users_get_the_same_through_capture_to(tmp_path: Path) -> None:
+    """docs/testing.md's unittest example, run as a team would run it."""
+    (tmp_path / "app.py").write_text(USER_APP)
+    (tmp_path / "test_app.py").write_text(USER_UNITTEST)
+    result = subprocess.run(
+        [sys.executable, "-m", "unittest", "-v", "test_app"],
+        cwd=str(tmp_path),
+        env=with_repo_on_path(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Ran 2 tests" in result.stderr and "OK" in result.stderr

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from .redirect import capture_to
 from .server import CaptureServer
 
 
 @pytest.fixture
 def capture_server() -> Iterator[CaptureServer]:
-    """A started CaptureServer, stopped after the test."""
-    with CaptureServer() as server:
+    """A started CaptureServer, stopped after the test; the module-level API
+    (``analytics.track()``...) delivers to it meanwhile (``capture_to``)."""
+    with CaptureServer() as server, capture_to(server):
         yield server
