@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import pytest
@@ -251,3 +252,10 @@ def test_a_request_the_hook_cannot_read_gets_no_context_and_no_error(legs, caplo
         "could not read the request" in r.getMessage() and r.exc_info[0] is LookupError
         for r in caplog.records
     )
+
+
+def test_capture_user_id_without_flask_login_fails_at_init_app_naming_it(legs, monkeypatch):
+    """Not with a failure on every request: once, when the app is set up."""
+    monkeypatch.setitem(sys.modules, "flask_login", None)  # absent, whether installed or not
+    with pytest.raises(ModuleNotFoundError, match="pip install flask-login"):
+        make_app(legs, CAPTURE_USER_ID=True)

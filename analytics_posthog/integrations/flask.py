@@ -35,9 +35,11 @@ class FlaskAnalytics:
         settings = {
             key[len(PREFIX) :]: value for key, value in app.config.items() if key.startswith(PREFIX)
         }
-        app.extensions[EXTENSION] = HookOptions.from_settings(
+        options = app.extensions[EXTENSION] = HookOptions.from_settings(
             settings, "app.config " + PREFIX + "*"
         )
+        if options.capture_user_id is True:
+            _require_flask_login()
         analytics_posthog.configure(**integrations.module_settings(settings))
         app.before_request(_start)
         app.after_request(_response)
@@ -82,6 +84,20 @@ def _end(error: BaseException | None) -> None:
     request_context.reset(started[1])
     if _options().flush_per_request:
         integrations.flush()
+
+
+def _require_flask_login() -> None:
+    """``CAPTURE_USER_ID = True`` reads flask-login's ``current_user``: say so
+    at set-up, not with a failure on every request."""
+    try:
+        import flask_login  # noqa: F401
+    except ImportError:
+        raise ModuleNotFoundError(
+            "%sCAPTURE_USER_ID = True takes the user from flask-login, which is not "
+            "installed: pip install flask-login, or set it to a function that returns "
+            "the user id" % PREFIX,
+            name="flask_login",
+        ) from None
 
 
 def _user_id(options: HookOptions) -> Any:
