@@ -15,7 +15,11 @@ Segment's own client.
 
 from __future__ import annotations
 
+import logging
 import sys
+from types import ModuleType
+
+log = logging.getLogger("analytics_posthog")
 
 #: Module names redirected to analytics_posthog (``analytics`` is the name
 #: older code used, from PyPI ``analytics-python``). ``.client`` follows the
@@ -38,6 +42,19 @@ def install_as_segment() -> None:
     import analytics_posthog
     import analytics_posthog.client
 
+    real = sys.modules.get("segment.analytics")
+    if real is not None and real is not analytics_posthog:
+        holders = holding(real)
+        if holders:
+            log.warning(
+                "analytics_posthog: %s imported Segment's library before install_as_segment() "
+                "and keep%s Segment's own client: %s calls go to Segment only. Call "
+                "install_as_segment() before %s imported (docs/frameworks.md).",
+                ", ".join(holders),
+                "s" if len(holders) == 1 else "",
+                "its" if len(holders) == 1 else "their",
+                "it is" if len(holders) == 1 else "they are",
+            )
     for name in PACKAGE_NAMES:
         sys.modules[name] = analytics_posthog
     for name in CLIENT_NAMES:
@@ -45,3 +62,18 @@ def install_as_segment() -> None:
     # ``from segment import analytics`` and ``import segment.analytics as x``
     # read the attribute of the ``segment`` package before sys.modules.
     sys.modules["segment"].analytics = analytics_posthog
+
+
+def holding(real: ModuleType) -> list[str]:
+    """The app's modules that hold Segment's module or its ``Client`` by a
+    name of their own (``import segment.analytics as analytics`` ran in them
+    before the takeover). Segment's and our own modules are not the app's."""
+    segment_client = getattr(real, "Client", None)
+    held: list[str] = []
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] in ("segment", "analytics", "analytics_posthog"):
+            continue
+        values = getattr(module, "__dict__", {}).values()
+        if any(value is real or (value is segment_client is not None) for value in list(values)):
+            held.append(name)
+    return sorted(held)

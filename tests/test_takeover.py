@@ -188,3 +188,40 @@ def test_client_has_segments_attributes():
         4.5,
         {"https": "p:1"},
     )
+
+
+def test_a_module_that_imported_segment_first_is_named_in_one_warning(tmp_path):
+    (tmp_path / "early_module.py").write_text("import segment.analytics as analytics\n")
+    (tmp_path / "early_client.py").write_text("from segment.analytics import Client\n")
+    checks = run(
+        """
+        import json, logging, sys
+        sys.path.insert(0, %r)
+        records = []
+        logging.getLogger("analytics_posthog").addHandler(logging.Handler())
+        logging.getLogger("analytics_posthog").handlers[-1].emit = records.append
+        import early_module, early_client
+        import analytics_posthog
+        analytics_posthog.install_as_segment()
+        print(json.dumps([r.getMessage() for r in records]))
+        """
+        % str(tmp_path)
+    )
+    assert len(checks) == 1, checks
+    assert checks[0].startswith("analytics_posthog: early_client, early_module imported Segment")
+    assert "Call install_as_segment() before they are imported" in checks[0]
+
+
+def test_no_warning_when_nothing_imported_segment_first():
+    checks = run(
+        """
+        import json, logging
+        records = []
+        logging.getLogger("analytics_posthog").addHandler(logging.Handler())
+        logging.getLogger("analytics_posthog").handlers[-1].emit = records.append
+        import analytics_posthog
+        analytics_posthog.install_as_segment()
+        print(json.dumps([r.getMessage() for r in records]))
+        """
+    )
+    assert checks == []
