@@ -43,6 +43,9 @@ def test_demo_runs_offline_and_prints_the_six_events():
     assert track["properties"]["$os"] == "iOS"
     assert track["properties"]["$ip"] == "203.0.113.42"
     assert track["properties"]["utm_source"] == "newsletter"
+    # Literally as it arrived: posthog's own fields and the whole-context copies too.
+    assert "$lib" in track["properties"] and "segment_context" not in track
+    assert any(key.startswith("segment_") for key in track["properties"])
     assert "Segment received 6 messages" in result.stdout
     assert result.stdout.count('integrations={"PostHog": false}') == 6
 
