@@ -4,6 +4,7 @@ ends, debug logging with several clients, and ``proxies`` on both legs."""
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import subprocess
@@ -306,3 +307,35 @@ def test_capture_v1_per_event_results_are_counted_per_event(capture_server, monk
     ]
     assert (stats["delivered"], stats["failed"]) == (9, 1), stats
     assert [[event["properties"]["i"] for event in batch] for batch in told] == [[3]]
+
+
+def test_sync_mode_failures_give_on_error_the_real_exception_on_both_legs(
+    capture_server, segment_server, caplog
+):
+    """As Segment's leg always did: posthog's own exception, and no traceback
+    per failed call (posthog logs one from inside ``capture()``)."""
+    told = []
+    client = Client(
+        "wk",
+        host=segment_server.url,
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        sync_mode=True,
+        max_retries=0,
+        on_error=lambda error, batch: told.append(error),
+    )
+    capture_server.fail(400, leg="posthog")
+    segment_server.fail(400, leg="segment")
+    with caplog.at_level(logging.DEBUG):
+        accepted, _ = client.track("u", "Refused")
+    assert accepted is False
+    assert sorted(type(error).__module__.split(".")[0] for error in told) == [
+        "posthog",
+        "segment",
+    ], told
+    assert all(getattr(error, "status", None) == 400 for error in told), told
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    assert {leg: counts["failed"] for leg, counts in client.stats().items()} == {
+        "posthog": 1,
+        "segment": 1,
+    }

@@ -131,6 +131,7 @@ ALTERED_BEFORE_INSTALL = {
         "import json, segment.analytics.request as m\n"
         "m.DatetimeSerializer.encode = lambda self, o: json.JSONEncoder.encode(self, o)"
     ),
+    "posthog_sync_failure": "import posthog.client as m; f = m.batch_post; m.batch_post = lambda *a, **k: f(*a, **k)",
     "posthog_session_close": (
         "import posthog.request as m\n"
         "class Wrapped:\n"

@@ -34,6 +34,7 @@ CONTEXT = {
     "campaign": {"source": "newsletter", "medium": "email", "name": "spring-sale"},
 }
 
+
 def make_calls(client: Client) -> list[dict[str, Any]]:
     """The six calls a Segment integration typically makes, with realistic context."""
     now = datetime.now(timezone.utc)

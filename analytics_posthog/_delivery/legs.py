@@ -41,8 +41,10 @@ class Leg(Protocol):
         """Hand over one Segment message without blocking (in sync mode: deliver
         it now, one attempt). ``True``: the library accepted it and will report
         its fate through the leg's ``on_error``; ``False``: it was not taken
-        (a full queue, a failed sync attempt). Raises only for a message this
-        leg can never send (``errors.Unsendable``) or a library failure."""
+        (a full queue, a failed sync attempt whose cause is unknown). Raises
+        for a message this leg can never send (``errors.Unsendable``), a
+        library failure, or, in sync mode, the library's own exception for
+        a failed attempt."""
         ...
 
     @property

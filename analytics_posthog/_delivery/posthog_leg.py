@@ -16,7 +16,12 @@ from analytics_posthog._delivery import forks, retries
 from analytics_posthog._delivery.queues import take_back
 from analytics_posthog._message.build import Message
 from analytics_posthog._patches import posthog as posthog_internals
-from analytics_posthog._patches.posthog import SERVER_OS_PROPERTIES, capture_os, capturing_for
+from analytics_posthog._patches.posthog import (
+    SERVER_OS_PROPERTIES,
+    capture_os,
+    capturing_for,
+    sync_failure,
+)
 from analytics_posthog.mapping import to_posthog
 
 
@@ -119,22 +124,27 @@ class PostHogLeg:
             {name: properties[name] for name in SERVER_OS_PROPERTIES if name in properties}
         )
         proxied = capturing_for.set(self.client) if self._proxied else None
+        failures: list[Exception] | None = [] if self.client.sync_mode else None
+        failing = sync_failure.set(failures) if failures is not None else None
         try:
-            return (
-                self.client.capture(
-                    event.event,
-                    distinct_id=event.distinct_id,
-                    properties=properties,
-                    timestamp=event.timestamp,
-                    uuid=event.uuid,
-                    disable_geoip=event.disable_geoip,
-                )
-                is not None
+            captured = self.client.capture(
+                event.event,
+                distinct_id=event.distinct_id,
+                properties=properties,
+                timestamp=event.timestamp,
+                uuid=event.uuid,
+                disable_geoip=event.disable_geoip,
             )
         finally:
             capture_os.reset(token)
             if proxied is not None:
                 capturing_for.reset(proxied)
+            if failing is not None:
+                sync_failure.reset(failing)
+        if failures:
+            # A synchronous send failed: posthog's own exception, for on_error.
+            raise failures[0]
+        return captured is not None
 
     @property
     def pending(self) -> int:

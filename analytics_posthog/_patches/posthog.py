@@ -126,6 +126,13 @@ SESSION = declare(
     "posthog's pooled connections are closed by the interpreter's teardown "
     "(under gevent, with a traceback each)",
 )
+SYNC_FAILURE = declare(
+    "posthog_sync_failure",
+    "patch",
+    "posthog.client batch_post, _send_v1_batch (seen during our sync captures only)",
+    "in sync mode, on_error gets a DeliveryError for the PostHog leg instead of posthog's "
+    "exception, and posthog logs a traceback for each failed call",
+)
 LANE = declare(
     "posthog_queue_check",
     "borrow",
@@ -171,6 +178,7 @@ def install() -> None:
         attempt(JITTER, _check_backoff, _jitter_backoff)
         attempt(WATCH, _check_watch, _watch_attempts)
         attempt(PROXIES, _check_proxies, _route_sessions)
+        attempt(SYNC_FAILURE, _check_sync_sends, _catch_sync_failures)
 
 
 def restore_speedups() -> None:
@@ -401,6 +409,56 @@ def _new_sessions_in_child() -> None:
 
 
 forks.at_fork(_new_sessions_in_child)
+
+
+# -- sync mode: posthog's exception, not its traceback -------------------------
+
+#: While one of our sync-mode captures runs: where posthog's exception goes.
+#: posthog's ``capture()`` logs it with a traceback and returns ``None``.
+sync_failure: contextvars.ContextVar[list[Exception] | None] = contextvars.ContextVar(
+    "analytics_posthog_sync_failure", default=None
+)
+_SYNC_SENDS = ("batch_post", "_send_v1_batch")
+
+
+def _check_sync_sends() -> str | None:
+    send = getattr(posthog_client, "batch_post", None)
+    if send is not getattr(posthog_request, "batch_post", None) and not getattr(
+        send, "analytics_posthog", False
+    ):
+        return "posthog.client.batch_post is not posthog.request.batch_post"
+    return None
+
+
+def _catch_sync_failures() -> None:
+    for name in _SYNC_SENDS:
+        original = getattr(posthog_client, name, None)
+        if callable(original) and not getattr(original, "analytics_posthog", False):
+            setattr(posthog_client, name, _caught(original))
+    logging.getLogger("posthog").addFilter(_quiet_in_our_sync_captures)
+
+
+def _caught(send: Callable[..., Any]) -> Callable[..., Any]:
+    """``send``, its exception also kept for our sync capture (re-raised as before)."""
+
+    @functools.wraps(send)
+    def caught(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return send(*args, **kwargs)
+        except Exception as error:
+            failures = sync_failure.get()
+            if failures is not None:
+                failures.append(error)
+            raise
+
+    caught.analytics_posthog = True  # type: ignore[attr-defined]
+    return caught
+
+
+def _quiet_in_our_sync_captures(record: logging.LogRecord) -> bool:
+    """posthog's log lines are ours to replace while our sync capture fails
+    (we log one line and tell ``on_error`` the exception); everyone else's stand."""
+    return sync_failure.get() is None
 
 
 def close_sessions(client: posthog.Client) -> None:
