@@ -102,6 +102,9 @@ posthog_client = DEFAULTS["posthog_client"]
 exit_timeout = DEFAULTS["exit_timeout"]
 
 default_client: Client | None = None
+#: While a test holds ``testing.capture_to(server)``: that server's URL, which
+#: the default client uses for both hosts, whatever the settings say.
+_redirected_to: str | None = None
 _default_client_lock = fork_safe_lock()
 _log = logging.getLogger("analytics_posthog")
 
@@ -292,7 +295,10 @@ def _default() -> Client:
         with _default_client_lock:
             client = default_client
             if client is None:
-                client = default_client = Client(**_current_settings())
+                settings = _current_settings()
+                if _redirected_to is not None:
+                    settings.update(host=_redirected_to, posthog_host=_redirected_to)
+                client = default_client = Client(**settings)
     return client
 
 

@@ -59,6 +59,9 @@ def legs(capture_server: CaptureServer) -> Iterator[Legs]:
     depend on it.
     """
     saved = {name: getattr(analytics_posthog, name) for name in NAMES}
+    # These tests point each leg at a server of its own, so the plugin's
+    # redirect of both hosts to capture_server steps aside.
+    redirect, analytics_posthog._redirected_to = analytics_posthog._redirected_to, None
     analytics_posthog.default_client = None
     analytics_posthog.sync_mode = True
     analytics_posthog.upload_interval = 0.05
@@ -67,6 +70,7 @@ def legs(capture_server: CaptureServer) -> Iterator[Legs]:
         if analytics_posthog.default_client is not None:
             analytics_posthog.default_client.shutdown()
     analytics_posthog.default_client = None
+    analytics_posthog._redirected_to = redirect
     for name, value in saved.items():
         setattr(analytics_posthog, name, value)
 

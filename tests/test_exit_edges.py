@@ -74,8 +74,17 @@ def default_client_settings(capture_server, segment_server):
     """The module's settings pointed at both loopback legs, restored after the test."""
     saved = {
         name: getattr(analytics_posthog, name)
-        for name in ("write_key", "host", "posthog_api_key", "posthog_host", "exit_timeout")
+        for name in (
+            "write_key",
+            "host",
+            "posthog_api_key",
+            "posthog_host",
+            "exit_timeout",
+            "_redirected_to",
+        )
     }
+    # Each leg has a server of its own here: the plugin's redirect steps aside.
+    analytics_posthog._redirected_to = None
     analytics_posthog.default_client = None
     analytics_posthog.write_key, analytics_posthog.host = "wk", segment_server.url
     analytics_posthog.posthog_api_key = "phc_test"

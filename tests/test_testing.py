@@ -224,3 +224,32 @@ def test_unittest_users_get_the_same_through_capture_to(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Ran 2 tests" in result.stderr and "OK" in result.stderr
+
+
+def test_hosts_a_flask_app_sets_during_the_test_do_not_take_the_calls_away(
+    capture_server, monkeypatch
+):
+    """An app factory run inside the test (init_app configures the hosts
+    from app.config) still delivers to the test's server."""
+    from flask import Flask
+
+    import analytics_posthog
+    from analytics_posthog.integrations.flask import FlaskAnalytics
+
+    for name in ("posthog_host", "posthog_api_key"):  # init_app sets them: put back after
+        monkeypatch.setattr(analytics_posthog, name, getattr(analytics_posthog, name))
+    app = Flask(__name__)
+    app.config.update(
+        ANALYTICS_POSTHOG_API_KEY="phc_production",
+        ANALYTICS_POSTHOG_HOST="https://posthog.invalid",
+    )
+    FlaskAnalytics(app)
+
+    @app.get("/")
+    def home():
+        analytics_posthog.track("u1", "Home")
+        return "ok"
+
+    assert app.test_client().get("/").status_code == 200
+    assert analytics_posthog.flush(timeout=10) is True
+    assert [e["event"] for e in capture_server.events] == ["Home"]

@@ -16,8 +16,8 @@ from typing import Any
 
 from .server import CaptureServer
 
-#: The module settings ``capture_to`` sets, and puts back afterwards.
-REDIRECTED = ("host", "posthog_host", "posthog_api_key", "default_client")
+#: The module state ``capture_to`` sets, and puts back afterwards.
+REDIRECTED = ("posthog_api_key", "default_client", "_redirected_to")
 #: How long the test's own client gets to deliver when the test ends.
 SHUTDOWN_TIMEOUT = 5.0
 
@@ -28,6 +28,10 @@ def capture_to(server: CaptureServer) -> Iterator[CaptureServer]:
     ``server``, with a default client of their own; afterwards, deliver what
     is left to ``server`` and put the app's settings back.
 
+    The hosts are overridden where the default client is built, so hosts
+    the app sets meanwhile (a Flask app factory, Django's settings) do not
+    take the calls elsewhere.
+
     With no PostHog key anywhere (settings or environment), a test key is
     used, so the calls of an app configured for Segment alone still reach
     ``server``'s PostHog endpoint as they would in dual-write.
@@ -37,8 +41,7 @@ def capture_to(server: CaptureServer) -> Iterator[CaptureServer]:
     saved = {name: getattr(analytics, name) for name in REDIRECTED}
     _shut(analytics.default_client)
     analytics.default_client = None
-    analytics.host = server.url
-    analytics.posthog_host = server.url
+    analytics._redirected_to = server.url
     if not analytics.posthog_api_key and not _posthog_key_in(os.environ):
         analytics.posthog_api_key = "phc_test"
     try:
