@@ -253,3 +253,23 @@ def test_hosts_a_flask_app_sets_during_the_test_do_not_take_the_calls_away(
     assert app.test_client().get("/").status_code == 200
     assert analytics_posthog.flush(timeout=10) is True
     assert [e["event"] for e in capture_server.events] == ["Home"]
+
+
+def test_a_celery_task_run_eagerly_delivers_to_the_tests_server(capture_server):
+    """docs/testing.md's Celery example: the task's call reaches the test's server."""
+    from celery import Celery
+
+    import analytics_posthog
+
+    app = Celery("tasks", broker="memory://", backend="cache+memory://")
+    app.conf.task_always_eager = True
+
+    @app.task
+    def send_receipt(user: str) -> None:
+        analytics_posthog.track(user, "Receipt Sent")
+
+    send_receipt.delay("u1")
+    assert analytics_posthog.flush(timeout=10) is True
+    assert [(e["event"], e["distinct_id"]) for e in capture_server.events] == [
+        ("Receipt Sent", "u1")
+    ]
