@@ -6,6 +6,7 @@ it captured must be readable over HTTP, and its faults armed over HTTP.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -273,3 +274,70 @@ def test_a_celery_task_run_eagerly_delivers_to_the_tests_server(capture_server):
     assert [(e["event"], e["distinct_id"]) for e in capture_server.events] == [
         ("Receipt Sent", "u1")
     ]
+
+
+DJANGO_SETTINGS = """
+SECRET_KEY = "test"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "urls"
+INSTALLED_APPS = ["analytics_posthog.integrations.django.AnalyticsPostHogConfig"]
+MIDDLEWARE = ["analytics_posthog.integrations.django.AnalyticsMiddleware"]
+ANALYTICS_POSTHOG = {"API_KEY": "phc_production", "HOST": "https://posthog.invalid",
+                     "WRITE_KEY": "prod-write-key", "SEGMENT_HOST": "https://api.segment.invalid"}
+"""
+DJANGO_URLS = """
+import analytics_posthog as analytics
+from django.http import HttpResponse
+from django.urls import path
+
+
+def signup(request):
+    analytics.track(request.GET["user"], "Signed up")
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("signup/", signup)]
+"""
+DJANGO_TESTS = """
+import analytics_posthog as analytics
+from django.test import SimpleTestCase
+from analytics_posthog.testing import CaptureServer, capture_to
+
+
+class SignUpTests(SimpleTestCase):
+    def setUp(self):
+        self.server = self.enterContext(CaptureServer())
+        self.enterContext(capture_to(self.server))
+
+    def test_first(self):
+        self.client.get("/signup/", {"user": "first"})
+        self.assertTrue(analytics.flush(timeout=10))
+        self.assertEqual([e["distinct_id"] for e in self.server.events], ["first"])
+        self.assertEqual([m["userId"] for m in self.server.segment_messages], ["first"])
+
+    def test_second(self):
+        self.client.get("/signup/", {"user": "second"})
+        self.assertTrue(analytics.flush(timeout=10))
+        self.assertEqual([e["distinct_id"] for e in self.server.events], ["second"])
+"""
+
+
+@pytest.mark.slow
+def test_a_django_testcase_gets_its_own_server_whatever_the_settings_say(tmp_path: Path) -> None:
+    """docs/testing.md's Django example, run by Django's own test runner."""
+    for name, text in (
+        ("settings.py", DJANGO_SETTINGS),
+        ("urls.py", DJANGO_URLS),
+        ("test_signup.py", DJANGO_TESTS),
+    ):
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "test", "--settings=settings", "-v", "2"],
+        cwd=str(tmp_path),
+        env={**with_repo_on_path(), "PYTHONPATH": str(tmp_path) + os.pathsep + str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Ran 2 tests" in result.stderr and "invalid" not in result.stderr
