@@ -21,6 +21,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 Hook = Callable[[], None]
@@ -91,13 +92,27 @@ def _finalize(hook: Hook) -> None:
         signal.signal(signal.SIGTERM, _exit_through_finalizers)
 
 
-def _exit_through_finalizers(signum: int, frame: object) -> None:
+def _exit_through_finalizers(signum: int, frame: FrameType | None) -> None:
     """A ``Pool`` worker told to stop: unwind, so multiprocessing's exit runs.
 
     A worker already on its way out (a pool's ``terminate()`` also stops
-    workers that were ending by themselves) finishes the exit routine, which
-    its deadline bounds, instead of having it cut short."""
-    if os.getpid() in _exiting:
+    workers that got its end-of-work sentinel and are running their
+    finalizers) finishes them, ours included, which the exit deadline
+    bounds: an exception raised there would skip the finalizers still to
+    run."""
+    if os.getpid() in _exiting or _in_multiprocessing_exit(frame):
         return
     signal.signal(signum, signal.SIG_DFL)
     raise SystemExit(128 + signum)
+
+
+def _in_multiprocessing_exit(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside multiprocessing's exit (``util._exit_function``)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_exit_function" and code.co_filename.endswith(
+            os.path.join("multiprocessing", "util.py")
+        ):
+            return True
+        frame = frame.f_back
+    return False
