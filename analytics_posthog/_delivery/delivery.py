@@ -138,8 +138,8 @@ class Delivery:
         mode: delivered by every leg); ``False`` when it was not, after it was
         counted, reported and logged."""
         forks.check()
-        if self._exit_deadline is not None and not self._closed:
-            return self._accept_after_exit(msg)
+        if self._exit_deadline is not None and not self._closed and self._too_late(msg):
+            return False
         if not self._closed:
             near_limit = self._segment is not None and message.near_limit(msg)
             if self.sync_mode:
@@ -152,6 +152,9 @@ class Delivery:
                     leg.flush(None)
                 return delivered
             if self.dispatcher.put(msg, near_limit):
+                if self._exit_deadline is not None:
+                    # After the exit routine nobody else will deliver it: now.
+                    return self._settle(self._exit_deadline)
                 return True
         if self._closed:
             self._dropped(
@@ -163,22 +166,20 @@ class Delivery:
             self._turn_away(msg)
         return False
 
-    def _accept_after_exit(self, msg: Message) -> bool:
+    def _too_late(self, msg: Message) -> bool:
         """A call made once the exit routine has run (a later ``atexit``
-        handler, a ``__del__``): delivered now, on the caller's thread, within
-        what is left of the exit deadline, or counted, reported and logged."""
+        handler, a ``__del__``) is delivered on the caller's thread within what
+        is left of the exit deadline (``accept``); past it, or once a leg was
+        stopped, it is counted, reported and logged here instead."""
         assert self._exit_deadline is not None
-        if self._stopped or time.monotonic() >= self._exit_deadline:
-            self._dropped(
-                [leg.name for leg in self.legs],
-                [msg],
-                ExitTimeout("the call came after the exit routine had run out of time"),
-            )
+        if not self._stopped and time.monotonic() < self._exit_deadline:
             return False
-        if not self.dispatcher.put(msg, self._segment is not None and message.near_limit(msg)):
-            self._turn_away(msg)
-            return False
-        return self._settle(self._exit_deadline)
+        self._dropped(
+            [leg.name for leg in self.legs],
+            [msg],
+            ExitTimeout("the call came after the exit routine had run out of time"),
+        )
+        return True
 
     def _turn_away(self, msg: Message) -> None:
         """Our queue is full: ``msg`` is counted now, reported by the dispatcher's thread."""
@@ -360,7 +361,7 @@ class Delivery:
         count, report and log whatever could not be (``docs/lifecycle.md``).
 
         A call made after this is still delivered within the same deadline
-        (``_accept_after_exit``). Not in uWSGI's master: what it holds is its
+        (``_too_late``). Not in uWSGI's master: what it holds is its
         workers' to deliver."""
         if uwsgi_master.in_master():
             return

@@ -75,7 +75,6 @@ class PostHogLeg:
         telling anyone; ours does its work instead (see ``abandon``).
         """
         self._rebuild = rebuild
-        self.owned = rebuild is not None
         self.group_type = group_type
         self.retried = on_retry
         self._proxies = proxies
@@ -84,6 +83,11 @@ class PostHogLeg:
         self._take(client)
         posthog_internals.install()
         retries.watch(self)
+
+    @property
+    def owned(self) -> bool:
+        """Whether our ``Client`` built this posthog client (and can build another)."""
+        return self._rebuild is not None
 
     def _take(self, client: posthog.Client) -> None:
         self.client = client
@@ -101,8 +105,8 @@ class PostHogLeg:
         """In a forked child: after a fork Python saw, posthog rebuilt the
         client's queues and threads itself; after one from C, nothing did, so
         ours is built anew. An app's own client stays the app's."""
-        if self._rebuild is not None and not forks.seen_by_python():
-            self._take(self._rebuild())
+        if not forks.seen_by_python():
+            self.renew()
 
     def runs_on(self, thread: threading.Thread) -> bool:
         return thread in (self.client.consumers or ())
