@@ -339,3 +339,80 @@ def test_sync_mode_failures_give_on_error_the_real_exception_on_both_legs(
         "posthog": 1,
         "segment": 1,
     }
+
+
+# -- an app's own posthog client -------------------------------------------------
+
+
+def apps_client(capture_server: CaptureServer, app_told: list) -> posthog.Client:
+    return posthog.Client(
+        "phc_app",
+        host=capture_server.url,
+        flush_interval=0.05,
+        on_error=lambda error, batch: app_told.append([e["event"] for e in batch]),
+    )
+
+
+@pytest.mark.parametrize("capture_mode", ["v0", "v1"])
+def test_our_events_refused_in_an_apps_own_client_are_counted_and_told(
+    capture_server, capture_mode, monkeypatch
+):
+    """PostHog refuses a batch holding the app's events and ours: our
+    ``on_error`` hears ours only and ``stats()`` counts them failed, while the
+    app's own ``on_error`` still hears its whole batch."""
+    monkeypatch.setenv("POSTHOG_CAPTURE_MODE", capture_mode)
+    app_told: list = []
+    told: list = []
+    own = apps_client(capture_server, app_told)
+    client = Client(
+        posthog_client=own,
+        on_error=lambda error, batch: told.append(sorted(e["event"] for e in batch)),
+    )
+    capture_server.fail(400, leg="posthog")
+    own.capture("App", distinct_id="app-user")
+    for i in range(3):
+        client.track("u", "Ours %d" % i)
+    own.capture("App", distinct_id="app-user")
+    client.flush()
+    stats = client.stats()["posthog"]
+    client.shutdown()
+    own.shutdown()
+    assert (stats["delivered"], stats["failed"], stats["queued"]) == (0, 3, 0), stats
+    assert sorted(sum(told, [])) == ["Ours 0", "Ours 1", "Ours 2"]
+    assert sorted(sum(app_told, [])) == ["App", "App", "Ours 0", "Ours 1", "Ours 2"]
+
+
+def test_only_the_events_v1_dropped_in_an_apps_own_client_count_as_failed(
+    capture_server, monkeypatch
+):
+    monkeypatch.setenv("POSTHOG_CAPTURE_MODE", "v1")
+    capture_server.reject_events(lambda event: event["properties"].get("i") in (3, "app"))
+    told: list = []
+    own = apps_client(capture_server, [])
+    client = Client(posthog_client=own, on_error=lambda error, batch: told.append(batch))
+    own.capture("App", distinct_id="app-user", properties={"i": "app"})
+    for i in range(10):
+        client.track("u", "Counted", {"i": i})
+    client.flush()
+    stats = client.stats()["posthog"]
+    client.shutdown()
+    own.shutdown()
+    assert (stats["delivered"], stats["failed"]) == (9, 1), stats
+    assert [[event["properties"]["i"] for event in batch] for batch in told] == [[3]]
+
+
+def test_an_apps_own_retries_are_not_counted_as_ours(capture_server):
+    own = apps_client(capture_server, [])
+    client = Client(posthog_client=own)
+    capture_server.fail(503, leg="posthog", times=1)
+    own.capture("App", distinct_id="app-user")
+    own.flush()
+    assert capture_server.wait_for_events(1)
+    assert client.stats()["posthog"]["retried"] == 0
+    capture_server.fail(503, leg="posthog", times=1)
+    client.track("u", "Ours")
+    client.flush()
+    stats = client.stats()["posthog"]
+    client.shutdown()
+    own.shutdown()
+    assert (stats["delivered"], stats["retried"], stats["failed"]) == (1, 1, 0), stats

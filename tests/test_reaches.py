@@ -120,6 +120,10 @@ ALTERED_BEFORE_INSTALL = {
         "import posthog.consumer as m; f = m._backoff\nm._backoff = lambda attempt_index, retry_after, extra=None: f(attempt_index, retry_after)"
     ),
     "posthog_attempt_watch": "import posthog.consumer as m; f = m.batch_post; m.batch_post = lambda *a, **k: f(*a, **k)",
+    "posthog_outcome_watch": (
+        "import posthog.consumer as m; f = m.Consumer.request\n"
+        "m.Consumer.request = lambda self, batch: f(self, batch)"
+    ),
     "posthog_exit_handoff": "import posthog; f = posthog.Client._atexit; posthog.Client._atexit = lambda self: f(self)",
     "segment_attempt_watch": "import segment.analytics.consumer as m; f = m.post; m.post = lambda *a, **k: f(*a, **k)",
     "segment_direct_queue": (

@@ -90,6 +90,7 @@ class Delivery:
                 self._retried("posthog"),
                 rebuild=None if own is not None else self._queueing_posthog_client,
                 proxies=settings.proxies,
+                on_failure=self._leg_failed("posthog"),
             )
             legs.append(self._posthog)
         if keys.segment_write_key:

@@ -7,6 +7,8 @@ calls ``capture()``.
 from __future__ import annotations
 
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +42,21 @@ def undelivered(error: Exception, batch: list[Any]) -> list[Any]:
     return [event for event in batch if isinstance(event, dict) and event.get("uuid") in lost]
 
 
+#: Our events an app's own client may hold at once, by uuid, before the
+#: oldest are forgotten (their fate then goes uncounted): posthog's default
+#: queue holds 10,000.
+TRACKED = 100_000
+
+#: Legs that deliver through an app's own client, told the end of its batches.
+_borrowing: weakref.WeakSet[PostHogLeg] = weakref.WeakSet()
+
+
+def _batch_ended(consumer: Any, batch: list[Any], error: Exception | None) -> None:
+    for leg in list(_borrowing):
+        if consumer in (leg.client.consumers or ()):
+            leg.batch_ended(batch, error)
+
+
 def require_proxy_route(proxies: dict[str, str] | None) -> None:
     """Refuse ``proxies`` the PostHog leg could not send through, before any
     client is built: events sent around an egress proxy would only fail."""
@@ -63,12 +80,17 @@ class PostHogLeg:
         *,
         rebuild: Callable[[], posthog.Client] | None = None,
         proxies: dict[str, str] | None = None,
+        on_failure: Callable[[Exception, list[Any]], None] = lambda error, batch: None,
     ) -> None:
         """``rebuild``: our ``Client`` built ``client`` (with that function) and
         takes charge of its end, at ``join()`` and at exit, and of its
         replacement in a child forked from C (``restart``). An app's own client
         (handed in as ``posthog_client``) is only ever flushed: the app goes on
-        using it for its own events and feature flags.
+        using it for its own events and feature flags. Its ``on_error`` is
+        the app's too, so our events' fate in its batches is learnt from the
+        outcome watch (``_patches.posthog.watch_outcomes``): each of ours it
+        gave up on goes to ``on_failure``, and only a batch holding ours counts
+        its retries as ours.
 
         posthog's exit handler would give an owned client a further second at
         exit, past our ``exit_timeout``, and then drop what is left without
@@ -80,6 +102,11 @@ class PostHogLeg:
         self._proxies = proxies
         #: Whether our captures must be marked for the proxies (sync mode sends in them).
         self._proxied = bool(proxies)
+        self._on_failure = on_failure
+        #: Our events in an app's own client's queue, by uuid, while the outcome watch sees its batches.
+        self._ours: OrderedDict[str, None] = OrderedDict()
+        self._ours_lock = threading.Lock()
+        self._watching = False
         self._take(client)
         posthog_internals.install()
         retries.watch(self)
@@ -98,6 +125,9 @@ class PostHogLeg:
         )
         if self.owned:
             posthog_internals.hand_over_exit(client)
+        elif not client.sync_mode:
+            self._watching = posthog_internals.watch_outcomes(_batch_ended)
+            _borrowing.add(self)
         if self._proxies:
             posthog_internals.send_through_proxies(client, self._proxies)
 
@@ -105,11 +135,39 @@ class PostHogLeg:
         """In a forked child: after a fork Python saw, posthog rebuilt the
         client's queues and threads itself; after one from C, nothing did, so
         ours is built anew. An app's own client stays the app's."""
+        with self._ours_lock:
+            self._ours.clear()
         if not forks.seen_by_python():
             self.renew()
 
     def runs_on(self, thread: threading.Thread) -> bool:
-        return thread in (self.client.consumers or ())
+        """Whether ``thread`` is sending for us: one of our client's consumers,
+        or one of an app's own client's while its batch holds our events."""
+        if thread not in (self.client.consumers or ()):
+            return False
+        if self.owned:
+            return True
+        return thread is threading.current_thread() and bool(
+            self._ours_in(posthog_internals.sending() or [])
+        )
+
+    def _ours_in(self, batch: list[Any]) -> list[Any]:
+        with self._ours_lock:
+            return [e for e in batch if isinstance(e, dict) and e.get("uuid") in self._ours]
+
+    def batch_ended(self, batch: list[Any], error: Exception | None) -> None:
+        """An app's own client finished ``batch``: our events in it are no
+        longer pending, and those it did not deliver go to ``on_failure``."""
+        ours = self._ours_in(batch)
+        if not ours:
+            return
+        with self._ours_lock:
+            for event in ours:
+                self._ours.pop(event["uuid"], None)
+        lost = undelivered(error, ours) if error is not None else []
+        if lost:
+            assert error is not None
+            self._on_failure(error, lost)
 
     @property
     def host(self) -> str | None:
@@ -127,6 +185,12 @@ class PostHogLeg:
         token = capture_os.set(
             {name: properties[name] for name in SERVER_OS_PROPERTIES if name in properties}
         )
+        if self._watching:
+            # Before posthog has it: its consumer may finish the batch before capture() returns.
+            with self._ours_lock:
+                self._ours[event.uuid] = None
+                if len(self._ours) > TRACKED:
+                    self._ours.popitem(last=False)
         proxied = capturing_for.set(self.client) if self._proxied else None
         failures: list[Exception] | None = [] if self.client.sync_mode else None
         failing = sync_failure.set(failures) if failures is not None else None
@@ -148,11 +212,19 @@ class PostHogLeg:
         if failures:
             # A synchronous send failed: posthog's own exception, for on_error.
             raise failures[0]
+        if captured is None and self._watching:
+            with self._ours_lock:
+                self._ours.pop(event.uuid, None)
         return captured is not None
 
     @property
     def pending(self) -> int:
-        return self.client.queue.unfinished_tasks
+        """Ours still in posthog's queue: in an app's own client, not the app's events."""
+        unfinished: int = self.client.queue.unfinished_tasks
+        if not self._watching:
+            return unfinished
+        with self._ours_lock:
+            return min(len(self._ours), unfinished)
 
     @property
     def has_room(self) -> bool:

@@ -19,7 +19,8 @@ threads look up at call time:
   (``watched_post``), which warns within seconds instead of after the last retry.
 
 A retry or failure is counted for the leg whose client runs the consumer
-thread that made the attempt (an app's own posthog client is left alone).
+thread that made the attempt; in an app's own posthog client, only while the
+batch it sends holds our events (``PostHogLeg.runs_on``).
 """
 
 from __future__ import annotations

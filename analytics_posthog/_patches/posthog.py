@@ -17,6 +17,9 @@ process by the first ``PostHogLeg``, so every posthog client in the process
   delivery that comes later on the dispatcher's thread.
 - ``posthog_proxies``: the ``proxies`` setting for our clients' event
   requests (posthog has no such option); other clients' requests unchanged.
+- ``posthog_outcome_watch``: installed only when an app hands us its own
+  client, so our events' fate in its batches is counted and told to our
+  ``on_error``; the app's batches go through unchanged.
 
 Borrowings: posthog's context identity and session getters, its event size
 limit (replay), and the type of the stand-in queue posthog uses where it
@@ -60,6 +63,8 @@ except (
     ImportError
 ):  # a posthog without the capture v1 lane: its consumer's _backoff is the only one
     posthog_capture_v1 = None  # type: ignore[assignment]
+
+log = logging.getLogger("analytics_posthog")
 
 SYSTEM_CONTEXT = declare(
     "system_context_once",
@@ -139,6 +144,12 @@ LANE = declare(
     "posthog._disabled_lane_queue._DisabledLaneQueue",
     "where posthog cannot queue (eventlet), our events are dropped and reported as a full queue",
 )
+OUTCOMES = declare(
+    "posthog_outcome_watch",
+    "patch",
+    "posthog.consumer.Consumer.request (observed, once an app hands us its own client)",
+    "our events' failures in an app's own client reach only the app's on_error, uncounted",
+)
 EVENT_LIMIT = declare(
     "posthog_event_limit", "borrow", "posthog.consumer.MAX_MSG_SIZE", "900 KiB assumed"
 )
@@ -160,6 +171,7 @@ _ORIGINALS: dict[str, Any] = {
     "encode": getattr(posthog_request, "DatetimeSerializer", object).__dict__.get("encode"),
     "atexit": getattr(posthog.Client, "_atexit", None),
     "post_v1": getattr(posthog_capture_v1, "_post_v1", None),
+    "request": getattr(posthog_consumer, "Consumer", object).__dict__.get("request"),
 }
 _lock = fork_safe_lock()
 
@@ -315,6 +327,73 @@ def _watch_attempts() -> None:
     ):
         if getattr(module, name, None) is original and original is not None:
             setattr(module, name, retries.watched_post(original))
+
+
+# -- outcomes of batches in an app's own client ----------------------------------
+
+#: Told each batch a posthog consumer finished: ``(consumer, batch, error or None)``.
+_outcome_observer: Callable[[Any, list[Any], Exception | None], None] | None = None
+#: The batch this consumer thread is sending, while the outcome watch is on.
+_sending = threading.local()
+
+
+def watch_outcomes(observer: Callable[[Any, list[Any], Exception | None], None]) -> bool:
+    """Have ``observer`` told the end of each batch posthog's consumers send
+    (what posthog's ``on_error`` would hear, and the successes too); whether
+    it will be. Only for an app's own client, whose ``on_error`` is the app's:
+    ours learn our clients' failures from posthog's public callback."""
+    global _outcome_observer
+    with _lock:
+        if attempt(OUTCOMES, _check_request, _watch_requests):
+            _outcome_observer = observer
+            return True
+    return False
+
+
+def sending() -> list[Any] | None:
+    """The batch the current posthog consumer thread is sending, if watched."""
+    batch: list[Any] | None = getattr(_sending, "batch", None)
+    return batch
+
+
+def _check_request() -> str | None:
+    original: Callable[..., Any] | None = _ORIGINALS["request"]
+    if original is None or posthog_consumer.Consumer.__dict__.get("request") is not original:
+        return "posthog.consumer.Consumer.request is missing or was replaced"
+    if list(inspect.signature(original).parameters) != ["self", "batch"]:  # type: ignore[arg-type]
+        return "posthog.consumer.Consumer.request takes other arguments"
+    return None
+
+
+def _watch_requests() -> None:
+    original = _ORIGINALS["request"]
+
+    @functools.wraps(original)
+    def request(consumer: Any, batch: list[Any]) -> None:
+        _sending.batch = batch
+        try:
+            original(consumer, batch)
+        except Exception as error:
+            _observed(consumer, batch, error)
+            raise
+        else:
+            _observed(consumer, batch, None)
+        finally:
+            _sending.batch = None
+
+    request.analytics_posthog = True  # type: ignore[attr-defined]
+    posthog_consumer.Consumer.request = request  # type: ignore[method-assign]
+
+
+def _observed(consumer: Any, batch: list[Any], error: Exception | None) -> None:
+    """Runs on posthog's consumer thread: observing must never change its outcome."""
+    observer = _outcome_observer
+    if observer is None:
+        return
+    try:
+        observer(consumer, batch, error)
+    except Exception:
+        log.exception("analytics_posthog: observing a posthog batch failed")
 
 
 # -- proxies for our clients ----------------------------------------------------
@@ -512,6 +591,8 @@ def probe() -> None:
     client = posthog.Client("phc_probe", send=False)
     attempt(EXIT, lambda: _check_exit(client), once=False)
     attempt(SESSION, _check_session, once=False)
+    with _lock:
+        attempt(OUTCOMES, _check_request, _watch_requests)
     cannot_queue(client)
 
 
