@@ -61,6 +61,8 @@ __all__ = [
     "group_type",
     "posthog_client",
     "exit_timeout",
+    "spool_dir",
+    "spool_max_bytes",
     "configure",
     "install_as_segment",
     "get_posthog_client",
@@ -100,6 +102,8 @@ posthog_host = DEFAULTS["posthog_host"]
 group_type = DEFAULTS["group_type"]
 posthog_client = DEFAULTS["posthog_client"]
 exit_timeout = DEFAULTS["exit_timeout"]
+spool_dir = DEFAULTS["spool_dir"]
+spool_max_bytes = DEFAULTS["spool_max_bytes"]
 
 default_client: Client | None = None
 #: While a test holds ``testing.capture_to(server)``: that server's URL, which

@@ -82,6 +82,8 @@ class Client:
         group_type: str = DEFAULTS["group_type"]
         posthog_client: posthog.Client | None = DEFAULTS["posthog_client"]
         exit_timeout: float = DEFAULTS["exit_timeout"]
+        spool_dir: str | None = DEFAULTS["spool_dir"]
+        spool_max_bytes: int = DEFAULTS["spool_max_bytes"]
 
     log = logging.getLogger("analytics_posthog")
 
@@ -114,6 +116,8 @@ class Client:
         group_type: str = DefaultConfig.group_type,
         posthog_client: posthog.Client | None = DefaultConfig.posthog_client,
         exit_timeout: float = DefaultConfig.exit_timeout,
+        spool_dir: str | None = DefaultConfig.spool_dir,
+        spool_max_bytes: int = DefaultConfig.spool_max_bytes,
     ) -> None:
         """The parameters are ``settings.Settings``, spelled out so that
         ``inspect.signature`` and editors show Segment's (a test keeps the two

@@ -61,6 +61,12 @@ class Settings:
     posthog_client: posthog.Client | None = None
     #: Seconds the exit handler gives what is still queued.
     exit_timeout: float = 5.0
+    #: A directory where each accepted call is written before the call
+    #: returns, for the next process to deliver if this one is killed
+    #: (``_delivery.spool``); ``ANALYTICS_POSTHOG_SPOOL_DIR`` when unset.
+    spool_dir: str | None = None
+    #: The most the spool directory may hold, all processes' files together.
+    spool_max_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         """Segment's own checks, with Segment's messages, at the call that passes the value."""

@@ -143,6 +143,21 @@ def _ours_dual_client(url: str, **kw: Any) -> Any:
     return analytics_posthog.Client("wk", host=url, posthog_api_key="phc_x", posthog_host=url, **kw)
 
 
+def _spool_dir() -> str:
+    """A fresh spool directory for one spooled contender (left for the OS to clear)."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="analytics-posthog-bench-spool-")
+
+
+def _ours_spool_client(url: str, **kw: Any) -> Any:
+    return _ours_client(url, spool_dir=_spool_dir(), **kw)
+
+
+def _ours_dual_spool_client(url: str, **kw: Any) -> Any:
+    return _ours_dual_client(url, spool_dir=_spool_dir(), **kw)
+
+
 def _track_caller(client: Any, payload: str) -> Callable[[], Any]:
     track = client.track
     if payload == "small":
@@ -162,6 +177,8 @@ CONTENDERS = (
     Contender("posthog", (1, 0), _posthog_client, _capture_caller),
     Contender("ours", (1, 0), _ours_client, _track_caller),
     Contender("ours-dual", (1, 1), _ours_dual_client, _track_caller),
+    Contender("ours-spool", (1, 0), _ours_spool_client, _track_caller),
+    Contender("ours-dual-spool", (1, 1), _ours_dual_spool_client, _track_caller),
 )
 BY_NAME = {c.name: c for c in CONTENDERS}
 

@@ -49,7 +49,7 @@ def test_module_settings_start_as_the_settings_defaults():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
     ).stdout
     assert out.strip() == "[]"
-    assert set(DEFAULTS) == set(NAMES) and len(NAMES) == 27
+    assert set(DEFAULTS) == set(NAMES) and len(NAMES) == 29
 
 
 def test_unknown_name_raises_and_sets_nothing(legs):

@@ -227,6 +227,8 @@ def test_constructor_keeps_segment_parameters_first():
         "group_type",
         "posthog_client",
         "exit_timeout",
+        "spool_dir",
+        "spool_max_bytes",
     ]
 
 

@@ -11,6 +11,7 @@ without the call API (it never imports ``client``).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 import posthog
 from segment.analytics import Client as SegmentClient
 
-from analytics_posthog._delivery import exits, forks, posthog_leg, segment_leg, uwsgi_master
+from analytics_posthog._delivery import exits, forks, posthog_leg, segment_leg, spool, uwsgi_master
 from analytics_posthog._delivery.dispatcher import Dispatcher
 from analytics_posthog._delivery.drops import Drops
 from analytics_posthog._delivery.forks import GATE, reset_in_child
@@ -68,10 +69,18 @@ class Delivery:
         #: Legs whose library threads the exit routine stopped, with messages left.
         self._stopped: list[Leg] = []
         self.dispatcher = Dispatcher(
-            self._deliver, settings.max_queue_size, self._legs_ready, self._drops.report_turned_away
+            self._deliver, settings.max_queue_size, self._legs_ready, self._tend
+        )
+        directory = settings.spool_dir or os.environ.get(spool.ENVIRONMENT) or None
+        #: Each accepted call on disk until every leg is done with it (``spool_dir``).
+        self._spool = (
+            spool.Spool(directory, settings.spool_max_bytes, names, self._report)
+            if directory
+            else None
         )
         if self.sync_mode or not uwsgi_master.in_master():
             self._build_legs()
+            self._take_over()
         reset_in_child(self._reset_in_child)
         if not self.sync_mode:
             self._exit_hook = exits.watch(self.at_exit)
@@ -91,6 +100,7 @@ class Delivery:
                 rebuild=None if own is not None else self._queueing_posthog_client,
                 proxies=settings.proxies,
                 on_failure=self._leg_failed("posthog"),
+                on_settled=self._settled("posthog") if self._spool is not None else None,
             )
             legs.append(self._posthog)
         if keys.segment_write_key:
@@ -100,6 +110,7 @@ class Delivery:
                 lambda: SegmentClient(segment_key, **segment_arguments),
                 self._retried("segment"),
                 beside_posthog=self._posthog is not None,
+                on_settled=self._settled("segment") if self._spool is not None else None,
             )
             legs.append(self._segment)
         self.legs = legs
@@ -142,6 +153,8 @@ class Delivery:
         if self._exit_deadline is not None and not self._closed and self._too_late(msg):
             return False
         if not self._closed:
+            if not self._spooled(msg):
+                return False
             near_limit = self._segment is not None and message.near_limit(msg)
             if self.sync_mode:
                 token = message.delivering_near_limit.set(near_limit)
@@ -167,6 +180,31 @@ class Delivery:
             self._turn_away(msg)
         return False
 
+    def _spooled(self, msg: Message) -> bool:
+        """With a spool, ``msg`` on disk before the call returns; ``False``
+        (counted, reported) when the spool is full. Not in uWSGI's master,
+        whose held calls its workers deliver (``uwsgi_master``)."""
+        if self._spool is None or uwsgi_master.in_master() or self._spool.write(msg):
+            return True
+        self._dropped(
+            [leg.name for leg in self.legs],
+            [msg],
+            spool.SpoolFull(
+                "the spool in %s holds spool_max_bytes (%d) already"
+                % (self._spool.directory, self._spool.max_bytes)
+            ),
+        )
+        return False
+
+    def _unspool(self, msg: Message) -> None:
+        """``msg`` will never be delivered here and was reported: off the spool."""
+        if self._spool is None:
+            return
+        ticket = self._spool.ticket(msg)
+        if ticket is not None:
+            for leg in self._spool.legs_of(ticket):
+                self._spool.settle_ticket(leg, ticket)
+
     def _too_late(self, msg: Message) -> bool:
         """A call made once the exit routine has run (a later ``atexit``
         handler, a ``__del__``) is delivered on the caller's thread within what
@@ -186,6 +224,7 @@ class Delivery:
         """Our queue is full: ``msg`` is counted now, reported by the dispatcher's thread."""
         for leg in self.legs:
             self._stats.add(leg.name, "dropped")
+        self._unspool(msg)
         self._drops.turn_away(msg)
         self.dispatcher.nudge()
 
@@ -199,11 +238,16 @@ class Delivery:
         would wait for the request.
         """
         results: list[tuple[Leg, bool, Exception | None]] = []
+        ticket = self._spool.ticket(msg) if self._spool is not None else None
+        legs = self._legs_for(msg, ticket)
         gated = not self.sync_mode
         if gated:
             GATE.enter()
         try:
-            for leg in self.legs:
+            if ticket is not None:
+                assert self._spool is not None
+                self._spool.hand([(leg.name, leg.key(msg)) for leg in legs], ticket)
+            for leg in legs:
                 try:
                     # A full leg queue turns the message away here, once, rather
                     # than in posthog, which logs a line for each one.
@@ -213,6 +257,11 @@ class Delivery:
         finally:
             if gated:
                 GATE.leave()
+        if ticket is not None:
+            assert self._spool is not None
+            for leg, accepted, _ in results:
+                if self.sync_mode or not accepted:
+                    self._spool.settle(leg.name, [leg.key(msg)])
         delivered = True
         for leg, accepted, error in results:
             if error is not None:
@@ -239,6 +288,73 @@ class Delivery:
                 self._dropped([leg.name], [msg], QueueFull("the %s leg's queue is full" % leg.name))
         return delivered
 
+    def _legs_for(self, msg: Message, ticket: spool.Ticket | None) -> list[Leg]:
+        """Every leg, or for a record taken over from the spool, the legs that
+        had not settled it; a leg this process lacks is reported and settled."""
+        if ticket is None or not ticket[0].taken:
+            return self.legs
+        assert self._spool is not None
+        wanted = self._spool.legs_of(ticket)
+        for name in sorted(wanted - set(self._names)):
+            self._spool.settle_ticket(name, ticket)
+            self._drops.tell(
+                DeliveryError(
+                    "a spooled message for the %s leg, which this client does not have" % name
+                ),
+                [msg],
+            )
+        return [leg for leg in self.legs if leg.name in wanted]
+
+    def _settled(self, leg: str) -> Callable[[list[str]], None]:
+        spool_ = self._spool
+        assert spool_ is not None
+        return lambda keys: spool_.settle(leg, keys)
+
+    def _tend(self) -> None:
+        """On the dispatcher's thread, between messages: drops reported; with a
+        spool, legs that hold nothing settled, and what dead processes left
+        taken over and fed in."""
+        self._drops.report_turned_away()
+        if self._spool is None:
+            return
+        self._sweep(self._spool)
+        self._spool.scan()
+        self._feed()
+        self._spool.prepare()
+
+    def _sweep(self, spool_: spool.Spool) -> None:
+        """What was handed to a leg that now holds nothing is settled."""
+        for leg in self.legs:
+            if not leg.pending and leg not in self._stopped:
+                spool_.sweep(leg.name)
+
+    def _finish_spool(self) -> None:
+        """Delivery is over: settled what can be, and a spool file with
+        nothing left in it goes."""
+        if self._spool is not None:
+            self._sweep(self._spool)
+            self._spool.finish()
+
+    def _take_over(self) -> None:
+        """At start: a file a dead process left, if any, queued for delivery."""
+        if self._spool is not None and not self.sync_mode:
+            self._spool.scan(force=True)
+            self._feed()
+
+    def _feed(self) -> None:
+        """Records taken over, into our queue as far as it has room."""
+        spool_ = self._spool
+        if spool_ is None:
+            return
+        if not spool_.backlog_size:
+            return
+        room = min(LEG_WINDOW, self._settings.max_queue_size - self.dispatcher.pending)
+        if room <= 0:
+            return
+        for msg, ticket in spool_.backlog(room):
+            if not self.dispatcher.put(msg):
+                spool_.put_back(msg, ticket)
+
     def _legs_ready(self, urgent: bool) -> bool:
         """Some leg can take more: hand over. A leg that is down must never hold
         back a healthy one, so only when every leg has LEG_WINDOW messages
@@ -254,6 +370,9 @@ class Delivery:
 
     def _leg_failed(self, leg: str) -> OnError:
         def failed(error: Exception, batch: Any) -> None:
+            if self._spool is not None and isinstance(batch, list):
+                key = "uuid" if leg == posthog_leg.PostHogLeg.name else "messageId"
+                self._spool.settle(leg, [m[key] for m in batch if isinstance(m, dict) and key in m])
             if isinstance(batch, list) and leg == posthog_leg.PostHogLeg.name:
                 batch = posthog_leg.undelivered(error, batch)
             self._stats.add(leg, "failed", len(batch) if isinstance(batch, list) else 1)
@@ -316,6 +435,12 @@ class Delivery:
             return False
         deadline = None if timeout is None else time.monotonic() + timeout
         self.dispatcher.flush(timeout)
+        while self._spool is not None and self._spool.backlog_size:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            self._feed()
+            self.dispatcher.flush(remaining)
         self._drops.report_turned_away()
         for leg in self.legs:
             if leg in self._stopped:
@@ -341,6 +466,7 @@ class Delivery:
         for leg in self.legs:
             if leg not in self._stopped:
                 leg.join()
+        self._finish_spool()
         if not self.sync_mode:
             exits.unwatch(self._exit_hook)
 
@@ -368,6 +494,7 @@ class Delivery:
             return
         self._exit_deadline = time.monotonic() + self.exit_timeout
         self._settle(self._exit_deadline)
+        self._finish_spool()
         for leg in self.legs:
             leg.close_connections()
 
@@ -388,13 +515,16 @@ class Delivery:
         its library's threads stopped (``self._stopped``). Whether every
         message was delivered."""
         self.dispatcher.flush(max(0.0, deadline - time.monotonic()))
+        while self._spool is not None and self._spool.backlog_size and time.monotonic() < deadline:
+            self._feed()
+            self.dispatcher.flush(max(0.0, deadline - time.monotonic()))
         self._drops.report_turned_away()
         left = self.dispatcher.discard()
         if left:
             self._dropped(
                 [leg.name for leg in self.legs],
                 left,
-                ExitTimeout("%s came before delivery" % ending),
+                ExitTimeout("%s came before delivery%s" % (ending, self._kept())),
             )
         for leg in self.legs:
             remaining = deadline - time.monotonic()
@@ -413,7 +543,9 @@ class Delivery:
                 self._dropped(
                     [leg.name],
                     taken,
-                    ExitTimeout("%s came before the %s leg delivered" % (ending, leg.name)),
+                    ExitTimeout(
+                        "%s came before the %s leg delivered%s" % (ending, leg.name, self._kept())
+                    ),
                 )
             if leg.pending:
                 log.warning(
@@ -423,6 +555,12 @@ class Delivery:
                 )
         self._drops.log(force=True)
         return delivered
+
+    def _kept(self) -> str:
+        """Said of messages left undelivered: with a spool, not lost."""
+        if self._spool is None:
+            return ""
+        return " (kept in the spool for the next process to deliver)"
 
 
 class _Reporting(threading.local):

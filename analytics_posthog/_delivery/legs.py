@@ -37,6 +37,11 @@ class Leg(Protocol):
         so a retry seen there is counted for this leg."""
         ...
 
+    def key(self, msg: Message) -> str:
+        """The id the leg's library gives ``msg`` in its batches (the spool's
+        handle on its record): PostHog's event uuid, Segment's ``messageId``."""
+        ...
+
     def send(self, msg: Message) -> bool:
         """Hand over one Segment message without blocking (in sync mode: deliver
         it now, one attempt). ``True``: the library accepted it and will report

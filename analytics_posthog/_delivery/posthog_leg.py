@@ -24,7 +24,7 @@ from analytics_posthog._patches.posthog import (
     capturing_for,
     sync_failure,
 )
-from analytics_posthog.mapping import to_posthog
+from analytics_posthog.mapping import event_uuid, to_posthog
 
 
 def undelivered(error: Exception, batch: list[Any]) -> list[Any]:
@@ -47,12 +47,13 @@ def undelivered(error: Exception, batch: list[Any]) -> list[Any]:
 #: queue holds 10,000.
 TRACKED = 100_000
 
-#: Legs that deliver through an app's own client, told the end of its batches.
-_borrowing: weakref.WeakSet[PostHogLeg] = weakref.WeakSet()
+#: Legs told the end of their posthog client's batches: those delivering
+#: through an app's own client, and ours with a spool to settle.
+_observing: weakref.WeakSet[PostHogLeg] = weakref.WeakSet()
 
 
 def _batch_ended(consumer: Any, batch: list[Any], error: Exception | None) -> None:
-    for leg in list(_borrowing):
+    for leg in list(_observing):
         if consumer in (leg.client.consumers or ()):
             leg.batch_ended(batch, error)
 
@@ -81,6 +82,7 @@ class PostHogLeg:
         rebuild: Callable[[], posthog.Client] | None = None,
         proxies: dict[str, str] | None = None,
         on_failure: Callable[[Exception, list[Any]], None] = lambda error, batch: None,
+        on_settled: Callable[[list[str]], None] | None = None,
     ) -> None:
         """``rebuild``: our ``Client`` built ``client`` (with that function) and
         takes charge of its end, at ``join()`` and at exit, and of its
@@ -90,7 +92,8 @@ class PostHogLeg:
         the app's too, so our events' fate in its batches is learnt from the
         outcome watch (``_patches.posthog.watch_outcomes``): each of ours it
         gave up on goes to ``on_failure``, and only a batch holding ours counts
-        its retries as ours.
+        its retries as ours. ``on_settled`` (with a spool) hears the uuids
+        of our events whose fate is known.
 
         posthog's exit handler would give an owned client a further second at
         exit, past our ``exit_timeout``, and then drop what is left without
@@ -103,6 +106,7 @@ class PostHogLeg:
         #: Whether our captures must be marked for the proxies (sync mode sends in them).
         self._proxied = bool(proxies)
         self._on_failure = on_failure
+        self._on_settled = on_settled
         #: Our events in an app's own client's queue, by uuid, while the outcome watch sees its batches.
         self._ours: OrderedDict[str, None] = OrderedDict()
         self._ours_lock = threading.Lock()
@@ -125,9 +129,10 @@ class PostHogLeg:
         )
         if self.owned:
             posthog_internals.hand_over_exit(client)
-        elif not client.sync_mode:
-            self._watching = posthog_internals.watch_outcomes(_batch_ended)
-            _borrowing.add(self)
+        observe = not client.sync_mode and (not self.owned or self._on_settled is not None)
+        if observe and posthog_internals.watch_outcomes(_batch_ended):
+            self._watching = not self.owned
+            _observing.add(self)
         if self._proxies:
             posthog_internals.send_through_proxies(client, self._proxies)
 
@@ -156,8 +161,14 @@ class PostHogLeg:
             return [e for e in batch if isinstance(e, dict) and e.get("uuid") in self._ours]
 
     def batch_ended(self, batch: list[Any], error: Exception | None) -> None:
-        """An app's own client finished ``batch``: our events in it are no
-        longer pending, and those it did not deliver go to ``on_failure``."""
+        """Our client, or an app's own, finished ``batch``. Our events in it
+        are no longer pending: those delivered are settled; in an app's own
+        client, those it did not deliver go to ``on_failure`` (our client's
+        failures reach it through posthog's ``on_error``)."""
+        if self.owned:
+            if error is None and self._on_settled is not None:
+                self._on_settled([e["uuid"] for e in batch if isinstance(e, dict) and "uuid" in e])
+            return
         ours = self._ours_in(batch)
         if not ours:
             return
@@ -168,10 +179,16 @@ class PostHogLeg:
         if lost:
             assert error is not None
             self._on_failure(error, lost)
+        if self._on_settled is not None:
+            gone = {id(event) for event in lost}
+            self._on_settled([e["uuid"] for e in ours if id(e) not in gone])
 
     @property
     def host(self) -> str | None:
         return getattr(self.client, "host", None)
+
+    def key(self, msg: Message) -> str:
+        return event_uuid(msg["messageId"])
 
     def send(self, msg: Message) -> bool:
         """Hand one message to posthog; ``False`` when posthog dropped it, or
@@ -180,6 +197,8 @@ class PostHogLeg:
             return False
         event = to_posthog(msg, self.group_type)
         if event is None:
+            if self._on_settled is not None:
+                self._on_settled([self.key(msg)])
             return True
         properties = event.properties
         token = capture_os.set(

@@ -87,6 +87,18 @@ def _attempt_failed(failure: Any) -> None:
         log.exception("analytics_posthog: reporting a failed attempt failed")
 
 
+def _attempt_succeeded(batch: Any) -> None:
+    """Runs on the libraries' consumer threads: a leg that settles its
+    batches (Segment's, for the spool) hears the batch; never raises."""
+    try:
+        leg = _leg_of_this_thread()
+        sent = getattr(leg, "sent", None)
+        if sent is not None and isinstance(batch, list):
+            sent(batch)
+    except Exception:
+        log.exception("analytics_posthog: settling a delivered batch failed")
+
+
 def jittered(
     backoff: Callable[[int, float | None], None], cap: float
 ) -> Callable[[int, float | None], None]:
@@ -116,6 +128,8 @@ def watched_post(post: Callable[..., Any]) -> Callable[..., Any]:
         status = getattr(response, "status_code", None)
         if isinstance(status, int) and not 200 <= status < 300:
             _attempt_failed(status)
+        else:
+            _attempt_succeeded(kwargs.get("batch"))
         return response
 
     watched_post.analytics_posthog = True  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ import atexit
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from segment.analytics import Client as SegmentClient
 
@@ -81,13 +82,17 @@ class SegmentLeg:
         on_retry: Callable[[], None] = lambda: None,
         *,
         beside_posthog: bool,
+        on_settled: Callable[[list[str]], None] | None = None,
     ) -> None:
         """``beside_posthog``: a PostHog leg of ours delivers the same calls, so
         Segment's copy of each one it delivers has Segment's PostHog destination
-        off; without one (Segment only) the calls' routing is Segment's."""
+        off; without one (Segment only) the calls' routing is Segment's.
+        ``on_settled`` (with a spool) hears the ``messageId`` of each message
+        Segment took."""
         self._build = build
         self.beside_posthog = beside_posthog
         self.retried = on_retry
+        self._on_settled = on_settled
         self._start()
         segment_internals.install()
         retries.watch(self)
@@ -98,6 +103,16 @@ class SegmentLeg:
     @property
     def host(self) -> str:
         return self.client.host or SEGMENT_DEFAULT_HOST
+
+    def key(self, msg: Message) -> str:
+        return str(msg["messageId"])
+
+    def sent(self, batch: list[Any]) -> None:
+        """Segment answered success for ``batch`` (on its consumer's thread)."""
+        if self._on_settled is not None:
+            self._on_settled(
+                [m["messageId"] for m in batch if isinstance(m, dict) and "messageId" in m]
+            )
 
     def _start(self) -> None:
         """A fresh Segment client; in a forked child, the parent's queue and dead

@@ -318,6 +318,17 @@ def json_size(msg: Message) -> int:
     return len(_encode(msg).encode())
 
 
+#: The last message this thread proved small, with its marshal (``marshalled``).
+_last_marshal = threading.local()
+
+
+def marshalled(msg: Message) -> bytes | None:
+    """``msg``'s marshal (version 2) if ``certainly_fits`` just made it on this
+    thread: the spool writes those bytes rather than serialise the message again."""
+    last = getattr(_last_marshal, "pair", None)
+    return last[1] if last is not None and last[0] is msg else None
+
+
 def certainly_fits(msg: Message) -> bool:
     """Whether Segment's JSON for ``msg`` can be written and is within
     MAX_MSG_SIZE, from its ``marshal`` bytes, which C computes about 3.5 times
@@ -335,6 +346,7 @@ def certainly_fits(msg: Message) -> bool:
     Segment leg sends it.
     """
     data = marshal.dumps(msg, 2)
+    _last_marshal.pair = (msg, data)
     return JSON_PER_MARSHAL_BYTE * len(
         data
     ) <= MAX_MSG_SIZE - WIRE_MARGIN and not may_hold_unwritable_int(data)

@@ -1,0 +1,473 @@
+"""The on-disk spool, proven with processes that really die: what a process
+killed with SIGKILL or ended by ``os._exit()`` had accepted is delivered by
+the next one with the same ``spool_dir``, once per leg, with its ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from processes import counted, free_port, get
+
+from analytics_posthog import Client
+from analytics_posthog._delivery import spool
+from analytics_posthog.mapping import event_uuid
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX locks")
+
+CALLS = 1000
+
+#: ``write N``: N calls, their messageIds printed, then the process dies the
+#: way ``END`` says (``kill``: SIGKILL; ``exit``: ``os._exit``; ``wait``:
+#: alive until its stdin closes, then SIGKILL). ``resume``: a new process with
+#: the same spool flushes and prints its stats.
+SCRIPT = """
+import json, os, signal, sys, resource
+import analytics_posthog
+
+mode, spool_dir, end, count, tag = sys.argv[1:6]
+# While writing, nothing is sent before the process dies (one batch, due in 30 s).
+settings = dict(posthog_api_key="phc_test", posthog_host=os.environ["POSTHOG_HOST"],
+                spool_dir=spool_dir,
+                upload_interval=float(os.environ.get("WRITE_INTERVAL", 30)) if mode == "write" else 0.2,
+                upload_size=5000)
+if os.environ.get("DUAL"):
+    settings.update(write_key="wk", host=os.environ["SEGMENT_HOST"])
+if os.environ.get("MAX_BYTES"):
+    settings["spool_max_bytes"] = int(os.environ["MAX_BYTES"])
+told = []
+settings["on_error"] = lambda error, batch: told.append("%s: %s" % (type(error).__name__, error))
+if os.environ.get("FILE_LIMIT"):
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(os.environ["FILE_LIMIT"]),) * 2)
+if os.environ.get("NO_TAKEOVER"):
+    # This process never looks for other processes' files: what they leave is
+    # for the next process of the test to find.
+    from analytics_posthog._delivery import spool
+    spool.Spool.scan = lambda self, *args, **kwargs: None
+client = analytics_posthog.Client(**settings)
+if mode == "resume":
+    flushed = client.flush(60)
+    client.shutdown()
+    print(json.dumps({"flushed": flushed, "stats": client.stats(), "told": told,
+                      "spool": client.delivery._spool.counts}))
+    sys.exit(0)
+ids = []
+for i in range(int(count)):
+    if i and i == int(os.environ.get("FLUSH_AT", 0)):
+        client.flush()
+    ok, msg = client.track("u%d" % i, "Spooled", {"i": i, "tag": tag})
+    ids.append(msg["messageId"] if ok else None)
+print(json.dumps({"ids": ids, "told": told}), flush=True)
+if end == "wait":
+    sys.stdin.read()
+if end in ("kill", "wait"):
+    os.kill(os.getpid(), signal.SIGKILL)
+if end == "exit":
+    os._exit(0)
+client.shutdown()
+"""
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "spooling.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def start(script, spool_dir, capture_server, segment_server, *args, env=None, **popen):
+    environment = {
+        **os.environ,
+        "POSTHOG_HOST": capture_server.url,
+        "SEGMENT_HOST": segment_server.url,
+        **(env or {}),
+    }
+    return subprocess.Popen(
+        [sys.executable, str(script), *args[:1], str(spool_dir), *args[1:]],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def run(script, spool_dir, capture_server, segment_server, *args, env=None) -> dict:
+    process = start(script, spool_dir, capture_server, segment_server, *args, env=env)
+    out, err = process.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def resume(script, spool_dir, capture_server, segment_server, env=None) -> dict:
+    return run(script, spool_dir, capture_server, segment_server, "resume", "-", "0", "-", env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("end", ["kill", "exit"])
+@pytest.mark.parametrize("dual", [False, True], ids=["posthog", "dual-write"])
+def test_calls_of_a_killed_process_are_delivered_once_by_the_next(
+    script, tmp_path, capture_server, segment_server, end, dual
+):
+    env = {"DUAL": "1"} if dual else {}
+    spool_dir = tmp_path / "spool"
+    written = run(
+        script, spool_dir, capture_server, segment_server, "write", end, str(CALLS), "a", env=env
+    )
+    ids = written["ids"]
+    assert None not in ids and len(set(ids)) == CALLS
+    # The one batch was due in 30 s and the process died at once: nothing was sent.
+    assert capture_server.event_count == 0 and segment_server.segment_count == 0
+    report = resume(script, spool_dir, capture_server, segment_server, env=env)
+    assert report["flushed"] is True, report
+    assert report["spool"]["taken_over"] == CALLS, report
+    assert sorted(e["uuid"] for e in capture_server.events) == sorted(map(event_uuid, ids))
+    if dual:
+        assert sorted(m["messageId"] for m in segment_server.segment_messages) == sorted(ids)
+        assert all(
+            m["integrations"].get("PostHog") is False for m in segment_server.segment_messages
+        )
+    else:
+        assert segment_server.segment_count == 0
+    # Everything settled: the next process finds nothing to send.
+    assert os.listdir(spool_dir) == []
+    again = resume(script, spool_dir, capture_server, segment_server, env=env)
+    assert again["spool"]["taken_over"] == 0
+    assert capture_server.event_count == CALLS
+
+
+@pytest.mark.slow
+def test_what_was_delivered_before_the_kill_is_not_sent_again(
+    script, tmp_path, capture_server, segment_server
+):
+    """600 calls, a flush (both legs deliver them and write that down), 400
+    more, SIGKILL: the next process sends exactly the 400."""
+    # Segment's flush waits out its upload interval: 5 s, not the usual 30.
+    env = {"DUAL": "1", "FLUSH_AT": "600", "WRITE_INTERVAL": "5"}
+    spool_dir = tmp_path / "spool"
+    ids = run(
+        script, spool_dir, capture_server, segment_server, "write", "kill", "1000", "a", env=env
+    )["ids"]
+    assert capture_server.event_count == segment_server.segment_count == 600
+    report = resume(script, spool_dir, capture_server, segment_server, env={"DUAL": "1"})
+    assert report["spool"]["taken_over"] == 400, report
+    assert sorted(e["uuid"] for e in capture_server.events) == sorted(map(event_uuid, ids))
+    assert sorted(m["messageId"] for m in segment_server.segment_messages) == sorted(ids)
+
+
+@pytest.mark.slow
+def test_a_living_process_keeps_its_file_and_a_dead_ones_is_taken(
+    script, tmp_path, capture_server, segment_server
+):
+    """Two processes write at once; while the first is alive, a third with
+    the same spool takes nothing of it; once it is killed, the next does.
+    (The two writers never look for others' files, so that the living one
+    cannot be the one that takes the killed one's.)"""
+    spool_dir = tmp_path / "spool"
+    env = {"DUAL": "1", "NO_TAKEOVER": "1"}
+    alive = start(
+        script,
+        spool_dir,
+        capture_server,
+        segment_server,
+        "write",
+        "wait",
+        "500",
+        "alive",
+        env=env,
+        stdin=subprocess.PIPE,
+    )
+    other = start(
+        script, spool_dir, capture_server, segment_server, "write", "kill", "500", "other", env=env
+    )
+    other_ids = json.loads(other.communicate(timeout=60)[0].strip().splitlines()[-1])["ids"]
+    alive_ids = json.loads(alive.stdout.readline())["ids"]
+    report = resume(script, spool_dir, capture_server, segment_server, env={"DUAL": "1"})
+    assert report["spool"]["taken_over"] == 500, report
+    assert {e["properties"]["tag"] for e in capture_server.events} == {"other"}
+    assert sorted(e["uuid"] for e in capture_server.events) == sorted(map(event_uuid, other_ids))
+    alive.stdin.close()
+    alive.wait(30)
+    report = resume(script, spool_dir, capture_server, segment_server, env={"DUAL": "1"})
+    assert report["spool"]["taken_over"] == 500, report
+    assert sorted(e["uuid"] for e in capture_server.events) == sorted(
+        map(event_uuid, other_ids + alive_ids)
+    )
+    assert counted(segment_server.segment_messages, "event", "messageId").most_common(1)[0][1] == 1
+    assert segment_server.segment_count == 1000
+
+
+@pytest.mark.slow
+def test_a_record_cut_short_and_a_corrupt_one_cost_only_themselves(
+    script, tmp_path, capture_server, segment_server
+):
+    spool_dir = tmp_path / "spool"
+    run(script, spool_dir, capture_server, segment_server, "write", "kill", "10", "a")
+    (name,) = os.listdir(spool_dir)
+    path = spool_dir / name
+    data = bytearray(path.read_bytes())
+    # Each record: "m <seq> <legs> <length> <crc32>\n", the payload, "\n"; zeros after the last.
+    records, position = [], 0
+    while data[position : position + 2] == b"m ":
+        newline = data.index(b"\n", position)
+        length = int(data[position:newline].split(b" ")[3])
+        records.append((newline + 1, length))
+        position = newline + 1 + length + 1
+    assert len(records) == 10 and not any(data[position:])
+    # A few bytes of the fifth record's payload overwritten; the last one cut
+    # in half (zeros after, as a process killed while copying it leaves it).
+    body, length = records[4]
+    data[body + 10 : body + 18] = b"garbage!"
+    body, length = records[9]
+    data[body + length // 2 : position] = bytes(position - body - length // 2)
+    path.write_bytes(bytes(data))
+    report = resume(script, spool_dir, capture_server, segment_server)
+    assert report["spool"] == {**report["spool"], "taken_over": 8, "damaged": 2}, report
+    assert sorted(e["properties"]["i"] for e in capture_server.events) == [0, 1, 2, 3, 5, 6, 7, 8]
+    damage = [line for line in report["told"] if line.startswith("SpoolDamaged")]
+    assert damage == [
+        "SpoolDamaged: 2 record(s) in %s could not be read back (cut short or corrupt)" % path
+    ]
+
+
+@pytest.mark.slow
+def test_a_spool_on_a_full_filesystem_leaves_calls_in_memory_and_says_so(
+    script, tmp_path, capture_server, segment_server
+):
+    """A file size limit below a spool file's size stands in for a full
+    disk: the file cannot be allocated (EFBIG). Every call still returns
+    True and is delivered, and one warning says why."""
+    spool_dir = tmp_path / "spool"
+    process = start(
+        script,
+        spool_dir,
+        capture_server,
+        segment_server,
+        "write",
+        "flush",
+        "300",
+        "a",
+        env={"FILE_LIMIT": str(spool.FILE_BYTES // 2)},
+    )
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert None not in json.loads(out.strip().splitlines()[-1])["ids"]
+    assert err.count("cannot be written (EFBIG") == 1, err
+    assert sorted(e["properties"]["i"] for e in capture_server.events) == list(range(300))
+    assert not [name for name in os.listdir(spool_dir) if name.endswith(".new")]
+
+
+def test_a_spool_dir_that_cannot_be_made_leaves_calls_in_memory(capture_server, tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    client = Client(
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        spool_dir=str(blocker / "spool"),
+    )
+    assert all(client.track("u", "Kept", {"i": i})[0] for i in range(5))
+    client.flush()
+    client.shutdown()
+    assert capture_server.event_count == 5
+    assert sum("cannot be written" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_full_spool_drops_the_call_counts_and_tells_it(capture_server, tmp_path):
+    told = []
+    client = Client(
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        spool_dir=str(tmp_path),
+        spool_max_bytes=3000,
+        on_error=lambda error, batch: told.append((type(error), len(batch))),
+    )
+    results = [client.track("u", "Bounded", {"i": i})[0] for i in range(20)]
+    client.flush()
+    stats = client.stats()["posthog"]
+    client.shutdown()
+    kept = results.count(True)
+    assert 0 < kept < 20 and results == [True] * kept + [False] * (20 - kept)
+    assert capture_server.event_count == kept
+    assert stats["dropped"] == 20 - kept
+    assert told == [(spool.SpoolFull, 1)] * (20 - kept)
+
+
+def test_settled_records_leave_no_file_behind(capture_server, segment_server, tmp_path):
+    client = Client(
+        "wk",
+        host=segment_server.url,
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        spool_dir=str(tmp_path),
+        upload_interval=0.05,
+    )
+    for i in range(4000):
+        client.track("u", "Settled", {"i": i})
+    client.flush()
+
+    # Rotated files go as soon as every record in them is settled on both legs.
+    def files() -> list[str]:
+        return [name for name in os.listdir(tmp_path) if name.endswith(".spool")]
+
+    deadline = time.monotonic() + 10
+    while len(files()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(files()) == 1
+    client.delivery.at_exit()
+    assert os.listdir(tmp_path) == []
+    assert capture_server.event_count == segment_server.segment_count == 4000
+
+
+def test_without_a_spool_nothing_is_written(capture_server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url)
+    client.track("u", "Plain")
+    client.shutdown()
+    assert client.delivery._spool is None and os.listdir(tmp_path) == []
+
+
+def test_the_environment_names_the_spool(capture_server, tmp_path, monkeypatch):
+    monkeypatch.setenv(spool.ENVIRONMENT, str(tmp_path))
+    client = Client(posthog_api_key="phc_test", posthog_host=capture_server.url)
+    client.track("u", "From env")
+    assert len(os.listdir(tmp_path)) == 1
+    client.shutdown()
+
+
+FORKING = """
+import json, os, signal, sys
+import analytics_posthog
+client = analytics_posthog.Client(posthog_api_key="phc_test", posthog_host=os.environ["POSTHOG_HOST"],
+                                  spool_dir=sys.argv[1], upload_interval=0.5, upload_size=5000)
+for i in range(100):
+    client.track("parent", "Parent", {"i": i})
+pid = os.fork()
+if pid == 0:
+    for i in range(50):
+        client.track("child", "Child", {"i": i})
+    os.kill(os.getpid(), signal.SIGKILL)
+os.waitpid(pid, 0)
+print(json.dumps(sorted(os.listdir(sys.argv[1]))), flush=True)
+# The child is dead: its file is the parent's to take over at the next look.
+client.delivery._spool.scan(force=True)
+client.flush(30)
+client.shutdown()
+print(json.dumps(client.delivery._spool.counts))
+"""
+
+
+@pytest.mark.slow
+def test_a_forked_child_writes_its_own_file_and_never_takes_its_parents(tmp_path, capture_server):
+    script = tmp_path / "forking.py"
+    script.write_text(FORKING)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "spool")],
+        env={**os.environ, "POSTHOG_HOST": capture_server.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    files, counts = (json.loads(line) for line in done.stdout.strip().splitlines())
+    assert len(files) == 2
+    assert counts["taken_over"] == 50
+    events = counted(capture_server.events, "event", "distinct_id", lambda e: e["properties"]["i"])
+    assert set(events.values()) == {1} and len(events) == 150
+
+
+GUNICORN_APP = """
+import os
+import analytics_posthog as analytics
+
+analytics.write_key = "wk"
+analytics.host = os.environ["SEGMENT_HOST"]
+analytics.posthog_api_key = "phc_test"
+analytics.posthog_host = os.environ["POSTHOG_HOST"]
+analytics.spool_dir = os.environ["SPOOL_DIR"]
+
+
+def app(environ, start_response):
+    n = int(environ["QUERY_STRING"])
+    analytics.track("user-%d" % n, "Request", {"n": n, "pid": os.getpid()})
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Pid", str(os.getpid()))])
+    return [b"ok"]
+"""
+
+
+@pytest.mark.slow
+def test_a_gunicorn_worker_sigkilled_under_load_loses_nothing(
+    tmp_path, capture_server, segment_server
+):
+    """One worker, SIGKILLed after it answered half the requests: gunicorn
+    starts another, which delivers what the dead one had accepted; a graceful
+    stop delivers the rest. Each answered request arrives once per leg."""
+    import urllib.request
+
+    (tmp_path / "spooled_app.py").write_text(GUNICORN_APP)
+    port = free_port()
+    env = {
+        **os.environ,
+        "POSTHOG_HOST": capture_server.url,
+        "SEGMENT_HOST": segment_server.url,
+        "SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "1",
+            "-b",
+            "127.0.0.1:%d" % port,
+            "--chdir",
+            str(tmp_path),
+            "spooled_app:app",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    answered = []
+    try:
+        deadline = time.monotonic() + 30
+        get("http://127.0.0.1:%d/?0" % port, deadline)
+        answered.append(0)
+        killed = False
+        for n in range(1, 400):
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/?%d" % (port, n), timeout=10) as r:
+                    pid = int(r.headers["X-Pid"])
+                answered.append(n)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            if n == 200 and not killed:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+        assert killed
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=30)[0].decode()
+    assert server.returncode == 0, output
+    for items, id_key in (
+        (capture_server.events, "distinct_id"),
+        (segment_server.segment_messages, "userId"),
+    ):
+        arrived = counted(items, "event", id_key)
+        twice = [item for item in items if arrived[(item["event"], item[id_key])] > 1]
+        # A batch the dead worker had sent when it was killed, before it could
+        # write that down, comes again, with the same ids (PostHog and Segment
+        # deduplicate on them): at most one batch, of upload_size (100).
+        assert len(twice) <= 2 * 100, twice
+        ids = {item.get("uuid") or item.get("messageId") for item in items}
+        assert len(ids) == len(arrived), "a copy with new ids"
+        assert {("Request", "user-%d" % n) for n in answered} <= set(arrived), output
+    pids = {e["properties"]["pid"] for e in capture_server.events}
+    assert len(pids) == 2, output
