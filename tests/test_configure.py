@@ -229,3 +229,19 @@ def test_on_error_assigned_after_construction_hears_the_next_failure():
     assert ok is False and client.on_error is not None
     assert heard and heard[0][0]["event"] == "Refused"
     client.shutdown()
+
+
+def test_the_spool_is_set_from_flask_and_django_settings(legs, tmp_path):
+    app = Flask(__name__)
+    app.config.update(
+        {
+            "ANALYTICS_POSTHOG_API_KEY": "phc_flask",
+            "ANALYTICS_POSTHOG_HOST": legs.posthog.url,
+            "ANALYTICS_POSTHOG_SPOOL_DIR": str(tmp_path / "flask"),
+            "ANALYTICS_POSTHOG_SPOOL_MAX_BYTES": 10_000_000,
+        }
+    )
+    Analytics(app)
+    assert (analytics.spool_dir, analytics.spool_max_bytes) == (str(tmp_path / "flask"), 10_000_000)
+    analytics.track("u1", "Spooled from Flask")
+    assert os.listdir(tmp_path / "flask")

@@ -30,6 +30,8 @@ MODULE_SETTINGS = {
     "WRITE_KEY": "write_key",
     "SEGMENT_HOST": "host",
     "GROUP_TYPE": "group_type",
+    "SPOOL_DIR": "spool_dir",
+    "SPOOL_MAX_BYTES": "spool_max_bytes",
 }
 
 #: Paths that never get an automatic page call: static files and health checks
