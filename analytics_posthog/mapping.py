@@ -355,3 +355,54 @@ def parse_timestamp(value: Any, *, clamp: bool = False) -> datetime:
         # Only a zone east of UTC can take year 1 below it, only one west of it year 9999 above.
         offset = moment.utcoffset()
         return EARLIEST if offset is not None and offset > timedelta(0) else LATEST
+
+
+# -- ids PostHog will not merge persons on ------------------------------------
+
+#: Ids PostHog treats as placeholders, whatever their case: it refuses an
+#: ``$identify`` or ``$create_alias`` merge that involves one (and files an
+#: ingestion warning); ordinary events with one all land on one person.
+PLACEHOLDER_IDS_ANY_CASE = frozenset(
+    {
+        "anonymous",
+        "guest",
+        "distinctid",
+        "distinct_id",
+        "id",
+        "not_authenticated",
+        "email",
+        "undefined",
+        "true",
+        "false",
+    }
+)
+#: The same, in this exact case only.
+PLACEHOLDER_IDS_EXACT = frozenset({"[object Object]", "NaN", "None", "none", "null", "0"})
+#: The ids of each call that a merge joins (identify, alias), or that name its person.
+MERGED_IDS: dict[str, tuple[str, ...]] = {
+    "identify": ("userId", "anonymousId"),
+    "alias": ("userId", "previousId"),
+}
+
+
+def is_placeholder_id(value: Any) -> bool:
+    """Whether PostHog takes ``value`` for a placeholder: blank, one of the
+    values above, or one of them in quotes."""
+    if value is None:
+        return False
+    text = str(value).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return not text or text.lower() in PLACEHOLDER_IDS_ANY_CASE or text in PLACEHOLDER_IDS_EXACT
+
+
+def placeholder_ids(msg: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(field, id)`` for each id of ``msg`` PostHog will not merge on (an
+    ``identify``'s or ``alias``'s either side) or that puts its events on a
+    shared person (any other call's ``userId``)."""
+    fields = MERGED_IDS.get(msg.get("type", ""), ("userId",))
+    return [
+        (field, str(msg[field]))
+        for field in fields
+        if msg.get(field) is not None and is_placeholder_id(msg[field])
+    ]

@@ -153,7 +153,7 @@ def test_outage_of_refused_connections_loses_nothing(capture_server):
     ) == list(range(300))
     stats = client.stats()["posthog"]
     assert stats.pop("retried") >= 1
-    assert stats == {"queued": 0, "delivered": 300, "dropped": 0, "failed": 0}
+    assert stats == {"queued": 0, "delivered": 300, "dropped": 0, "failed": 0, "placeholder_ids": 0}
     client.shutdown()
 
 
@@ -270,7 +270,14 @@ def test_sixteen_threads_every_event_exactly_once_on_each_leg(capture_server, se
     assert len({e["uuid"] for e in capture_server.events}) == total
     assert len({m["messageId"] for m in segment_server.segment_messages}) == total
     assert client.stats() == {
-        "posthog": {"queued": 0, "delivered": total, "retried": 0, "dropped": 0, "failed": 0},
+        "posthog": {
+            "queued": 0,
+            "delivered": total,
+            "retried": 0,
+            "dropped": 0,
+            "failed": 0,
+            "placeholder_ids": 0,
+        },
         "segment": {"queued": 0, "delivered": total, "retried": 0, "dropped": 0, "failed": 0},
     }
     client.shutdown()

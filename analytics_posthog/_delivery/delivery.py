@@ -20,11 +20,19 @@ from typing import Any
 import posthog
 from segment.analytics import Client as SegmentClient
 
-from analytics_posthog._delivery import exits, forks, posthog_leg, segment_leg, spool, uwsgi_master
+from analytics_posthog._delivery import (
+    exits,
+    forks,
+    posthog_leg,
+    segment_leg,
+    spool,
+    uwsgi_master,
+)
 from analytics_posthog._delivery.dispatcher import Dispatcher
 from analytics_posthog._delivery.drops import Drops
 from analytics_posthog._delivery.forks import GATE, reset_in_child
 from analytics_posthog._delivery.legs import Leg
+from analytics_posthog._delivery.placeholders import PlaceholderWatch
 from analytics_posthog._delivery.stats import DeliveryStats
 from analytics_posthog._keys import POSTHOG_MISSING_MESSAGE, Keys
 from analytics_posthog._message import build as message
@@ -62,6 +70,7 @@ class Delivery:
             names.append(segment_leg.SegmentLeg.name)
         self._names = names
         self._stats = DeliveryStats(names)
+        self._placeholders = PlaceholderWatch()
         self._drops = Drops(self._report, log, settings.max_queue_size)
         self._closed = False
         #: When the exit routine's time runs out, once it has run.
@@ -238,6 +247,8 @@ class Delivery:
         would wait for the request.
         """
         results: list[tuple[Leg, bool, Exception | None]] = []
+        if self._posthog is not None and self._placeholders.see(msg):
+            self._stats.add(self._posthog.name, "placeholder")
         ticket = self._spool.ticket(msg) if self._spool is not None else None
         legs = self._legs_for(msg, ticket)
         gated = not self.sync_mode

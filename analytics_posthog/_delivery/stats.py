@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-COUNTERS = ("accepted", "retried", "dropped", "failed", "refused")
+COUNTERS = ("accepted", "retried", "dropped", "failed", "refused", "placeholder")
 
 
 class DeliveryStats:
@@ -26,7 +26,9 @@ class DeliveryStats:
         (never handed over: a full queue, or exit came first) and ``failed``
         (the leg gave up after its retries, or refused the message when it was
         handed over: counted as ``refused`` inside, since it was never
-        accepted and must not be taken off ``delivered``)."""
+        accepted and must not be taken off ``delivered``); on the PostHog leg,
+        ``placeholder_ids``: calls with an id PostHog takes for a placeholder
+        (``_delivery.placeholders``)."""
         with self._lock:
             counts = {leg: dict(c) for leg, c in self._counts.items()}
         return {
@@ -36,6 +38,7 @@ class DeliveryStats:
                 "retried": c["retried"],
                 "dropped": c["dropped"],
                 "failed": c["failed"] + c["refused"],
+                **({"placeholder_ids": c["placeholder"]} if leg == "posthog" else {}),
             }
             for leg, c in counts.items()
         }
