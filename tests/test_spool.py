@@ -105,6 +105,21 @@ def run(script, spool_dir, capture_server, segment_server, *args, env=None) -> d
     return json.loads(out.strip().splitlines()[-1])
 
 
+def run_with_spool(tmp_path, text: str, capture_server) -> subprocess.CompletedProcess[str]:
+    """``text`` run as a script with ``tmp_path/spool`` as its argument; it must exit cleanly."""
+    script = tmp_path / "spool_script.py"
+    script.write_text(text)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "spool")],
+        env={**os.environ, "POSTHOG_HOST": capture_server.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return done
+
+
 def resume(script, spool_dir, capture_server, segment_server, env=None) -> dict:
     return run(script, spool_dir, capture_server, segment_server, "resume", "-", "0", "-", env=env)
 
@@ -364,16 +379,7 @@ print(json.dumps(client.delivery._spool.counts))
 
 @pytest.mark.slow
 def test_a_forked_child_writes_its_own_file_and_never_takes_its_parents(tmp_path, capture_server):
-    script = tmp_path / "forking.py"
-    script.write_text(FORKING)
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "spool")],
-        env={**os.environ, "POSTHOG_HOST": capture_server.url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    done = run_with_spool(tmp_path, FORKING, capture_server)
     files, counts = (json.loads(line) for line in done.stdout.strip().splitlines())
     assert len(files) == 2
     assert counts["taken_over"] == 50
@@ -471,3 +477,58 @@ def test_a_gunicorn_worker_sigkilled_under_load_loses_nothing(
         assert {("Request", "user-%d" % n) for n in answered} <= set(arrived), output
     pids = {e["properties"]["pid"] for e in capture_server.events}
     assert len(pids) == 2, output
+
+
+def test_two_clients_of_one_process_never_take_each_others_files(capture_server, tmp_path):
+    """A process can take a lock it holds itself: its own files are never opened by its scans."""
+    first = Client(
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        spool_dir=str(tmp_path),
+        upload_interval=30,
+        upload_size=5000,
+    )
+    for i in range(20):
+        first.track("u", "First", {"i": i})
+    second = Client(
+        posthog_api_key="phc_test", posthog_host=capture_server.url, spool_dir=str(tmp_path)
+    )
+    second.delivery._spool.scan(force=True)
+    assert second.delivery._spool.counts["taken_over"] == 0
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".spool")]
+    first.shutdown()
+    second.shutdown()
+    assert sorted(e["properties"]["i"] for e in capture_server.events) == list(range(20))
+
+
+@pytest.mark.slow
+def test_settlements_cut_short_or_garbled_settle_nothing_and_stop_nothing(
+    script, tmp_path, capture_server, segment_server
+):
+    spool_dir = tmp_path / "spool"
+    run(script, spool_dir, capture_server, segment_server, "write", "kill", "10", "a")
+    (name,) = os.listdir(spool_dir)
+    (spool_dir / (name + ".acks")).write_bytes(b"\na\na posthog x y\nzz\na posthog 1 2")
+    report = resume(script, spool_dir, capture_server, segment_server)
+    assert report["spool"]["taken_over"] == 10, report
+    assert sorted(e["properties"]["i"] for e in capture_server.events) == list(range(10))
+    assert os.listdir(spool_dir) == []
+
+
+SYNC = """
+import os, sys
+import analytics_posthog
+client = analytics_posthog.Client(posthog_api_key="phc_test", posthog_host=os.environ["POSTHOG_HOST"],
+                                  spool_dir=sys.argv[1], sync_mode=True)
+for i in range(5):
+    assert client.track("u", "Sync", {"i": i})[0]
+print(len([n for n in os.listdir(sys.argv[1]) if n.endswith(".spool")]))
+"""
+
+
+@pytest.mark.slow
+def test_a_sync_mode_process_leaves_no_file_at_exit(tmp_path, capture_server):
+    done = run_with_spool(tmp_path, SYNC, capture_server)
+    assert done.stdout.strip() == "1"
+    assert capture_server.event_count == 5
+    assert os.listdir(tmp_path / "spool") == []

@@ -10,6 +10,7 @@ without the call API (it never imports ``client``).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -93,6 +94,10 @@ class Delivery:
         reset_in_child(self._reset_in_child)
         if not self.sync_mode:
             self._exit_hook = exits.watch(self.at_exit)
+        elif self._spool is not None:
+            # Sync mode delivers at the call and has no exit routine; its
+            # spool file, every record in it settled, goes at exit.
+            atexit.register(self._finish_spool)
 
     def _build_legs(self) -> None:
         """The legs' library clients, built in the process that delivers: in
@@ -272,7 +277,7 @@ class Delivery:
             assert self._spool is not None
             for leg, accepted, _ in results:
                 if self.sync_mode or not accepted:
-                    self._spool.settle(leg.name, [leg.key(msg)])
+                    self._spool.settle_ticket(leg.name, ticket, leg.key(msg))
         delivered = True
         for leg, accepted, error in results:
             if error is not None:
@@ -352,19 +357,20 @@ class Delivery:
             self._spool.scan(force=True)
             self._feed()
 
-    def _feed(self) -> None:
-        """Records taken over, into our queue as far as it has room."""
+    def _feed(self) -> bool:
+        """Records taken over, into our queue as far as it has room; whether
+        any went in."""
         spool_ = self._spool
-        if spool_ is None:
-            return
-        if not spool_.backlog_size:
-            return
+        if spool_ is None or not spool_.backlog_size:
+            return False
         room = min(LEG_WINDOW, self._settings.max_queue_size - self.dispatcher.pending)
-        if room <= 0:
-            return
-        for msg, ticket in spool_.backlog(room):
-            if not self.dispatcher.put(msg):
+        fed = False
+        for msg, ticket in spool_.backlog(max(room, 0)):
+            if self.dispatcher.put(msg):
+                fed = True
+            else:
                 spool_.put_back(msg, ticket)
+        return fed
 
     def _legs_ready(self, urgent: bool) -> bool:
         """Some leg can take more: hand over. A leg that is down must never hold
@@ -446,11 +452,12 @@ class Delivery:
             return False
         deadline = None if timeout is None else time.monotonic() + timeout
         self.dispatcher.flush(timeout)
-        while self._spool is not None and self._spool.backlog_size:
+        while self._spool is not None and self._spool.backlog_size and not self._closed:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            self._feed()
+            if not self._feed() and not self.dispatcher.pending:
+                break
             self.dispatcher.flush(remaining)
         self._drops.report_turned_away()
         for leg in self.legs:
@@ -527,7 +534,8 @@ class Delivery:
         message was delivered."""
         self.dispatcher.flush(max(0.0, deadline - time.monotonic()))
         while self._spool is not None and self._spool.backlog_size and time.monotonic() < deadline:
-            self._feed()
+            if not self._feed() and not self.dispatcher.pending:
+                break
             self.dispatcher.flush(max(0.0, deadline - time.monotonic()))
         self._drops.report_turned_away()
         left = self.dispatcher.discard()
@@ -547,6 +555,9 @@ class Delivery:
                 continue
             delivered = False
             self._stopped.append(leg)
+            if self._spool is not None:
+                # Left unsettled: kept for the next process, as the report says.
+                self._spool.forget(leg.name)
             taken = leg.abandon()
             if taken:
                 # Taken back from the leg: dropped, no longer accepted.

@@ -1,7 +1,7 @@
 """The on-disk spool: every accepted call written down before it returns, so
 that whichever process comes next delivers what a killed one held.
 
-Each process writes its own files, ``<host>.<pid>.<random>.spool``, of
+Each process writes its own files, ``<host>.<pid>.<mark>.<random>.spool``, of
 records one after the other, then zeros. A record is
 ``m <seq> <legs> <length> <crc32>\\n<payload>\\n``: the legs it is meant
 for (``posthog,segment``), and the ``marshal`` (version 2, readable by every
@@ -56,7 +56,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from analytics_posthog._delivery.forks import fork_safe_lock, reset_in_child
+from analytics_posthog._delivery.forks import at_fork, fork_safe_lock, reset_in_child
 from analytics_posthog._message.build import Message, marshalled
 from analytics_posthog.errors import DeliveryError
 
@@ -79,6 +79,21 @@ SUFFIX = ".spool"
 ACKS = ".acks"
 #: Where ``spool_dir`` comes from when no setting names one.
 ENVIRONMENT = "ANALYTICS_POSTHOG_SPOOL_DIR"
+#: This process's mark in the names of the files it makes, new in each forked
+#: child: a process can always take a lock it holds itself (and closing a
+#: second descriptor of the file would drop it), so a scan must never open
+#: its own process's files. Host and pid alone recur: a restarted container
+#: has both again.
+_process_mark = secrets.token_hex(4)
+
+
+def _new_process_mark() -> None:
+    global _process_mark
+    _process_mark = secrets.token_hex(4)
+
+
+at_fork(_new_process_mark)
+
 #: The longest header a record can have; a longer one is damage.
 _HEADER_MAX = 64
 
@@ -197,6 +212,7 @@ class Spool:
         self._others_bytes = 0
         self._next_scan = 0.0
         self._unwritable: str | None = None
+        self._unsaid: str | None = None
         self._retry_at = 0.0
         #: Bytes of records this process wrote, and of its files since removed
         #: (each counter has one writer: the callers, the background).
@@ -232,13 +248,16 @@ class Spool:
             except OSError as error:
                 self.counts["unspooled"] += 1
                 self._cannot_write(error)
-                return True
-            self._put(spool_file, entry)
-            self._unwritable = None
-            self._seq = seq
-            spool_file.unsettled[seq] = set(self.legs)
-            self._tickets[id(msg)] = (spool_file, seq)
-            self.counts["written"] += 1
+                spool_file = None
+            if spool_file is not None:
+                self._put(spool_file, entry)
+                self._unwritable = None
+                self._seq = seq
+                spool_file.unsettled[seq] = set(self.legs)
+                self._tickets[id(msg)] = (spool_file, seq)
+                self.counts["written"] += 1
+        if self._unsaid is not None:
+            self._say()
         return True
 
     def _put(self, spool_file: SpoolFile, entry: bytes) -> None:
@@ -256,13 +275,18 @@ class Spool:
             if self._unwritable is not None or self._files or self._finished:
                 return
             with self._write_lock:
-                if self._current is None:
+                if self._current is None and not self._finished:
                     try:
-                        self._current = self._create(FILE_BYTES)
+                        made = self._create(FILE_BYTES)
                     except OSError as error:
                         self._cannot_write(error)
-                    return
-        if self._populate is None or current is None or current.map is None:
+                    else:
+                        with self._lock:
+                            self._current = made
+            self._say()
+            return
+        mapped = current.map if current is not None else None
+        if self._populate is None or current is None or mapped is None:
             return
         start = max(current.populated, current.offset)
         stop = min(current.offset + AHEAD, current.size)
@@ -270,7 +294,7 @@ class Spool:
             return
         aligned = start - start % mmap.PAGESIZE
         try:
-            current.map.madvise(self._populate, aligned, stop - aligned)
+            mapped.madvise(self._populate, aligned, stop - aligned)
         except (OSError, ValueError):
             self._populate = None
             return
@@ -280,19 +304,26 @@ class Spool:
         current = self._current
         if current is not None and current.offset + room <= current.size:
             return current
-        self._current = None
         if current is not None:
             with self._lock:
+                self._current = None
                 if not current.unsettled:
                     self._remove(current)
             # A full file with records unsettled stays until they are (``_settled``).
-        current = self._current = self._create(max(FILE_BYTES, room))
+        current = self._create(max(FILE_BYTES, room))
+        with self._lock:
+            self._current = current
         return current
 
     def _create(self, size: int) -> SpoolFile:
         """A new file of ours: allocated and locked under a name no scan reads, then named."""
         os.makedirs(self.directory, exist_ok=True)
-        name = "%s.%d.%s" % (socket.gethostname(), os.getpid(), secrets.token_hex(4))
+        name = "%s.%d.%s.%s" % (
+            socket.gethostname(),
+            os.getpid(),
+            _process_mark,
+            secrets.token_hex(4),
+        )
         hidden = os.path.join(self.directory, "." + name + ".new")
         fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -322,6 +353,13 @@ class Spool:
         )
         if self._unwritable != reason:
             self._unwritable = reason
+            # Logged by ``_say`` once the locks are let go: an app's log
+            # handler may make a call, which takes them again.
+            self._unsaid = reason
+
+    def _say(self) -> None:
+        reason, self._unsaid = self._unsaid, None
+        if reason is not None:
             log.warning(
                 "analytics_posthog: the spool in %s cannot be written (%s); calls are kept "
                 "in memory only until it can",
@@ -361,11 +399,20 @@ class Spool:
                     if not waiting:
                         del handed[key]
             self._settled(leg, tickets)
+        self._say()
 
-    def settle_ticket(self, leg: str, ticket: Ticket) -> None:
-        """``leg`` will never get ``ticket``'s record (it was refused, or is not for it)."""
+    def settle_ticket(self, leg: str, ticket: Ticket, key: str | None = None) -> None:
+        """``leg`` is done with ``ticket``'s record at once (refused, not for
+        it, or delivered in sync mode); ``key``: it was handed under that key,
+        and that very ticket is taken back (an app may repeat a messageId)."""
         with self._lock:
+            waiting = self._handed.get(leg, {}).get(key) if key is not None else None
+            if waiting and ticket in waiting:
+                waiting.remove(ticket)
+                if not waiting:
+                    del self._handed[leg][key]
             self._settled(leg, [ticket])
+        self._say()
 
     def sweep(self, leg: str) -> None:
         """``leg`` holds nothing: whatever was handed to it is settled."""
@@ -376,6 +423,13 @@ class Spool:
             tickets = [ticket for waiting in handed.values() for ticket in waiting]
             handed.clear()
             self._settled(leg, tickets)
+        self._say()
+
+    def forget(self, leg: str) -> None:
+        """``leg``'s library was stopped with messages left (exit past its
+        deadline): what was handed to it stays unsettled, for the next process."""
+        with self._lock:
+            self._handed.get(leg, {}).clear()
 
     def _settled(self, leg: str, tickets: list[Ticket]) -> None:
         by_file: dict[SpoolFile, list[int]] = {}
@@ -409,7 +463,9 @@ class Spool:
                 self._cannot_write(error)
 
     def _remove(self, spool_file: SpoolFile) -> None:
-        """Every record settled: unlinked while still locked, then let go."""
+        """Every record settled: unlinked while still locked, then let go (once)."""
+        if spool_file.closed:
+            return
         for path in (spool_file.path, spool_file.acks_path):
             try:
                 os.unlink(path)
@@ -448,8 +504,11 @@ class Spool:
         present = set(names)
         feeding = self.backlog_size > 0
         others = 0
+        mine = ".%s." % _process_mark
         for name in sorted(names):
             path = os.path.join(self.directory, name)
+            if mine in name:
+                continue
             if name.startswith(".") and name.endswith(".new"):
                 _clear_unnamed(path)
                 continue
@@ -490,8 +549,12 @@ class Spool:
             os.close(fd)
             return False
         spool_file = SpoolFile(path, fd, None, len(content.rstrip(b"\0")), taken=True)
-        records, damaged = _read(content)
-        _apply(settlements, records)
+        try:
+            records, damaged = _read(content)
+            _apply(settlements, records)
+        except Exception as error:  # a file we cannot make sense of must not stop the client
+            log.warning("analytics_posthog: the spool file %s cannot be read (%s)", path, error)
+            records, damaged = {}, 1
         _fill(spool_file, records)
         with self._lock:
             self._files.append(spool_file)
@@ -542,6 +605,7 @@ def _let_go(spool_file: SpoolFile) -> None:
                 os.close(fd)
             except OSError:
                 pass
+    spool_file.fd = spool_file.acks = -1
 
 
 def _unlink(path: str) -> None:
@@ -617,9 +681,11 @@ def _apply(settlements: bytes, records: dict[int, tuple[set[str], Message]]) -> 
     """Take off each record the legs that settled it. A line cut short by
     the kill settles nothing: those records are sent again, with their ids."""
     for line in settlements.split(b"\n")[:-1]:
-        kind, leg, *seqs = line.split(b" ")
-        if kind != b"a":
+        kind, _, rest = line.partition(b" ")
+        leg, _, listed = rest.partition(b" ")
+        if kind != b"a" or not leg:
             continue
+        seqs = listed.split()
         name = leg.decode(errors="replace")
         for seq in seqs:
             entry = records.get(int(seq)) if seq.isdigit() else None
