@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -532,3 +533,67 @@ def test_a_sync_mode_process_leaves_no_file_at_exit(tmp_path, capture_server):
     assert done.stdout.strip() == "1"
     assert capture_server.event_count == 5
     assert os.listdir(tmp_path / "spool") == []
+
+
+def _in_own_mount(mount_options: str) -> list[str] | None:
+    """A command prefix that runs a process with a tmpfs of its own mounted
+    at its first argument (``unshare -m``); ``None`` where this machine
+    does not allow it (not root, no ``unshare``)."""
+    probe = (
+        subprocess.run(
+            ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+            capture_output=True,
+            timeout=30,
+        )
+        if shutil.which("unshare")
+        else None
+    )
+    if probe is None or probe.returncode != 0:
+        return None
+    return [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o %s tmpfs "$0" && exec "$@"' % mount_options,
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "options, calls, reason",
+    [("ro,size=4m", 300, "EROFS"), ("size=1536k", 4000, "ENOSPC")],
+    ids=["read-only", "full"],
+)
+def test_a_spool_on_a_read_only_or_full_filesystem_leaves_calls_in_memory(
+    script, tmp_path, capture_server, segment_server, options, calls, reason
+):
+    """A filesystem of its own for the process: read-only, or with room for
+    one spool file only. Every call still returns True and is delivered, and
+    one warning says why."""
+    prefix = _in_own_mount(options)
+    if prefix is None:
+        pytest.skip("mounting a tmpfs of its own is not allowed here")
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    done = subprocess.run(
+        [
+            *prefix,
+            str(mount),
+            sys.executable,
+            str(script),
+            "write",
+            str(mount / "spool"),
+            "flush",
+            str(calls),
+            "a",
+        ],
+        env={**os.environ, "POSTHOG_HOST": capture_server.url, "SEGMENT_HOST": segment_server.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert None not in json.loads(done.stdout.strip().splitlines()[-1])["ids"]
+    assert done.stderr.count("cannot be written (%s" % reason) == 1, done.stderr
+    assert sorted(e["properties"]["i"] for e in capture_server.events) == list(range(calls))

@@ -18,8 +18,9 @@ process by the first ``PostHogLeg``, so every posthog client in the process
 - ``posthog_proxies``: the ``proxies`` setting for our clients' event
   requests (posthog has no such option); other clients' requests unchanged.
 - ``posthog_outcome_watch``: installed only when an app hands us its own
-  client, so our events' fate in its batches is counted and told to our
-  ``on_error``; the app's batches go through unchanged.
+  client (our events' fate in its batches counted and told to our
+  ``on_error``) or a spool is set (records settled as their batch ends);
+  every batch goes through unchanged.
 
 Borrowings: posthog's context identity and session getters, its event size
 limit (replay), and the type of the stand-in queue posthog uses where it
@@ -147,8 +148,8 @@ LANE = declare(
 OUTCOMES = declare(
     "posthog_outcome_watch",
     "patch",
-    "posthog.consumer.Consumer.request (observed, once an app hands us its own client)",
-    "our events' failures in an app's own client reach only the app's on_error, uncounted",
+    "posthog.consumer.Consumer.request (observed, for an app's own client or a spool)",
+    "an app's client's failures of our events go uncounted; spooled records settle later",
 )
 EVENT_LIMIT = declare(
     "posthog_event_limit", "borrow", "posthog.consumer.MAX_MSG_SIZE", "900 KiB assumed"
@@ -340,8 +341,8 @@ _sending = threading.local()
 def watch_outcomes(observer: Callable[[Any, list[Any], Exception | None], None]) -> bool:
     """Have ``observer`` told the end of each batch posthog's consumers send
     (what posthog's ``on_error`` would hear, and the successes too); whether
-    it will be. Only for an app's own client, whose ``on_error`` is the app's:
-    ours learn our clients' failures from posthog's public callback."""
+    it will be. Installed only when needed: for an app's own client, whose
+    ``on_error`` is the app's, and for a spool, which settles what was sent."""
     global _outcome_observer
     with _lock:
         if attempt(OUTCOMES, _check_request, _watch_requests):
