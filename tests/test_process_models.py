@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,12 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from processes import counted, free_port, get, run_script
+from processes import UWSGI, counted, free_port, get, run_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")]
 
 REQUESTS = 200
-UWSGI = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
 
 #: A WSGI app that makes a call while it loads (in uWSGI's master, unless
 #: --lazy-apps) and one per request, each under an id of its own.

@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from processes import counted, free_port, get
+from processes import UWSGI, counted, free_port, get
 
 from analytics_posthog import Client
 from analytics_posthog._delivery import spool
@@ -388,7 +388,9 @@ def test_a_forked_child_writes_its_own_file_and_never_takes_its_parents(tmp_path
     assert set(events.values()) == {1} and len(events) == 150
 
 
-GUNICORN_APP = """
+#: A WSGI app with a spool: a call while it loads (in uWSGI's master, held
+#: for its worker), one per request, each answer naming the worker's pid.
+SERVER_APP = """
 import os
 import analytics_posthog as analytics
 
@@ -397,6 +399,8 @@ analytics.host = os.environ["SEGMENT_HOST"]
 analytics.posthog_api_key = "phc_test"
 analytics.posthog_host = os.environ["POSTHOG_HOST"]
 analytics.spool_dir = os.environ["SPOOL_DIR"]
+if os.environ.get("LOAD_CALL"):
+    analytics.track("loader", "App loaded")
 
 
 def app(environ, start_response):
@@ -405,79 +409,139 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("X-Pid", str(os.getpid()))])
     return [b"ok"]
 """
+REQUESTS = 400
+
+
+def serve_killing_a_worker(
+    tmp_path, capture_server, segment_server, command, stop, **env
+) -> tuple[list[int], str, int]:
+    """Start the server ``command`` (the app in ``tmp_path/spooled_app.py``),
+    SIGKILL its worker after it answered half the requests, go on while the
+    server starts another, then ``stop(server)``: the requests answered, the
+    server's output and its exit status."""
+    import urllib.request
+
+    (tmp_path / "spooled_app.py").write_text(SERVER_APP)
+    port = free_port()
+    environment = {
+        **os.environ,
+        "POSTHOG_HOST": capture_server.url,
+        "SEGMENT_HOST": segment_server.url,
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        **env,
+    }
+    # To a file: a pipe nobody reads until the end would fill and stall the server.
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [part.replace("{port}", str(port)) for part in command],
+        cwd=tmp_path,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    answered: list[int] = []
+    try:
+        get("http://127.0.0.1:%d/?0" % port, time.monotonic() + 30)
+        answered.append(0)
+        deadline = time.monotonic() + 60
+        n, killed = 1, False
+        while n < REQUESTS and time.monotonic() < deadline:
+            try:
+                url = "http://127.0.0.1:%d/?%d" % (port, n)
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    pid = int(response.headers["X-Pid"])
+            except OSError:
+                time.sleep(0.2)
+                continue
+            answered.append(n)
+            if n == REQUESTS // 2 and not killed:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+            n += 1
+    finally:
+        stop(server)
+        server.wait(timeout=60)
+        log.close()
+        output = (tmp_path / "server.log").read_text()
+    assert killed and len(answered) == REQUESTS, output[-3000:]
+    return answered, output, server.returncode
+
+
+def assert_answered_arrived(capture_server, segment_server, answered, output) -> None:
+    """Every answered request arrived on both legs; at most one batch (the
+    one in flight at the kill, sent before the dead worker could write that
+    down) twice, with the same ids, which PostHog and Segment deduplicate on;
+    and both workers' events are there."""
+    for items, id_key in (
+        (capture_server.events, "distinct_id"),
+        (segment_server.segment_messages, "userId"),
+    ):
+        arrived = counted(items, "event", id_key)
+        assert {("Request", "user-%d" % n) for n in answered} <= set(arrived), output[-3000:]
+        assert sum(count - 1 for count in arrived.values()) <= 100, output[-3000:]
+        ids = {item.get("uuid") or item.get("messageId") for item in items}
+        assert len(ids) == len(arrived), "a copy with new ids"
+    pids = {e["properties"]["pid"] for e in capture_server.events if "pid" in e["properties"]}
+    assert len(pids) == 2, output[-3000:]
 
 
 @pytest.mark.slow
 def test_a_gunicorn_worker_sigkilled_under_load_loses_nothing(
     tmp_path, capture_server, segment_server
 ):
-    """One worker, SIGKILLed after it answered half the requests: gunicorn
-    starts another, which delivers what the dead one had accepted; a graceful
-    stop delivers the rest. Each answered request arrives once per leg."""
-    import urllib.request
-
-    (tmp_path / "spooled_app.py").write_text(GUNICORN_APP)
-    port = free_port()
-    env = {
-        **os.environ,
-        "POSTHOG_HOST": capture_server.url,
-        "SEGMENT_HOST": segment_server.url,
-        "SPOOL_DIR": str(tmp_path / "spool"),
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            "1",
-            "-b",
-            "127.0.0.1:%d" % port,
-            "--chdir",
-            str(tmp_path),
-            "spooled_app:app",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    """gunicorn starts a new worker, which delivers what the dead one had
+    accepted; SIGTERM (a graceful stop) delivers the rest."""
+    command = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", "127.0.0.1:{port}"]
+    answered, output, status = serve_killing_a_worker(
+        tmp_path,
+        capture_server,
+        segment_server,
+        [*command, "spooled_app:app"],
+        lambda server: server.send_signal(signal.SIGTERM),
     )
-    answered = []
-    try:
-        deadline = time.monotonic() + 30
-        get("http://127.0.0.1:%d/?0" % port, deadline)
-        answered.append(0)
-        killed = False
-        for n in range(1, 400):
-            try:
-                with urllib.request.urlopen("http://127.0.0.1:%d/?%d" % (port, n), timeout=10) as r:
-                    pid = int(r.headers["X-Pid"])
-                answered.append(n)
-            except OSError:
-                time.sleep(0.2)
-                continue
-            if n == 200 and not killed:
-                os.kill(pid, signal.SIGKILL)
-                killed = True
-        assert killed
-    finally:
-        server.send_signal(signal.SIGTERM)
-        output = server.communicate(timeout=30)[0].decode()
-    assert server.returncode == 0, output
+    assert status == 0, output
+    assert_answered_arrived(capture_server, segment_server, answered, output)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(UWSGI is None, reason="needs uwsgi (the test extra)")
+def test_a_uwsgi_worker_sigkilled_under_load_loses_nothing(
+    tmp_path, capture_server, segment_server
+):
+    """uWSGI's master (whose call while loading the app is held for its
+    worker) respawns the worker; the new one delivers what the dead one had
+    accepted, the held call included. The master FIFO's ``q`` stops it."""
+    command = [
+        UWSGI,
+        "--virtualenv",
+        sys.prefix,
+        "--master",
+        "--processes",
+        "1",
+        "--http-socket",
+        "127.0.0.1:{port}",
+        "--wsgi-file",
+        "spooled_app.py",
+        "--callable",
+        "app",
+        "--master-fifo",
+        "fifo",
+        "--worker-reload-mercy",
+        "20",
+    ]
+
+    def stop(server: subprocess.Popen) -> None:
+        (tmp_path / "fifo").write_text("q")
+
+    answered, output, _ = serve_killing_a_worker(
+        tmp_path, capture_server, segment_server, command, stop, LOAD_CALL="1"
+    )
+    assert_answered_arrived(capture_server, segment_server, answered, output)
     for items, id_key in (
         (capture_server.events, "distinct_id"),
         (segment_server.segment_messages, "userId"),
     ):
-        arrived = counted(items, "event", id_key)
-        twice = [item for item in items if arrived[(item["event"], item[id_key])] > 1]
-        # A batch the dead worker had sent when it was killed, before it could
-        # write that down, comes again, with the same ids (PostHog and Segment
-        # deduplicate on them): at most one batch, of upload_size (100).
-        assert len(twice) <= 2 * 100, twice
-        ids = {item.get("uuid") or item.get("messageId") for item in items}
-        assert len(ids) == len(arrived), "a copy with new ids"
-        assert {("Request", "user-%d" % n) for n in answered} <= set(arrived), output
-    pids = {e["properties"]["pid"] for e in capture_server.events}
-    assert len(pids) == 2, output
+        assert counted(items, "event", id_key)[("App loaded", "loader")] == 1, output[-3000:]
 
 
 def test_two_clients_of_one_process_never_take_each_others_files(capture_server, tmp_path):

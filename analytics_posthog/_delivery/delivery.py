@@ -435,6 +435,10 @@ class Delivery:
             self._build_legs()
         exits.watch_child(self._exit_hook if not self.sync_mode else None)
         if self.dispatcher.pending:
+            if self._spool is not None:
+                # uWSGI's master wrote no record of what it held: this worker does.
+                for msg in self.dispatcher.held():
+                    self._spool.write(msg)
             self.dispatcher.nudge()
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -256,6 +256,11 @@ class Dispatcher:
             with self._done:
                 self._urgent -= 1
 
+    def held(self) -> list[Message]:
+        """What is queued, oldest first, left in the queue."""
+        with self._pair_lock:
+            return list(self._messages)
+
     def discard(self) -> list[Message]:
         """Take back what was never handed over, so it can be counted and reported."""
         left: list[Message] = []
