@@ -344,3 +344,26 @@ def test_version_and_usage_errors():
     result = cli("export", "/nonexistent/segment-logs", "--out", "/tmp/x")
     assert result.returncode == replay.EXIT_USAGE and "/nonexistent/segment-logs" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_merges_posthog_will_refuse_are_counted_and_named_but_sent(capture_server, tmp_path):
+    """An identify or alias on an id PostHog takes for a placeholder is sent
+    as the archive has it; the summary counts it and the rejects file names
+    it, marked sent, and the exit code stays 0."""
+    path = write(
+        tmp_path / "ids.jsonl",
+        [
+            msg(1, "identify", userId="None", anonymousId="anon-1"),
+            msg(2, "alias", previousId="undefined"),
+            msg(3, "identify", anonymousId="anon-3"),
+            msg(4),
+        ],
+    )
+    code, _, err = run(capture_server, [path])
+    assert code == 0, err
+    assert len(capture_server.wait_for_events(4)) == 4
+    assert "2 identify/alias calls PostHog will not merge persons on" in err
+    notes = rejects_of(path + ".rejects.jsonl")
+    assert [(n["line"], n["sent"]) for n in notes] == [(1, True), (2, True)]
+    assert "userId 'None' is a placeholder id to PostHog" in notes[0]["reason"]
+    assert "previousId 'undefined' is a placeholder id to PostHog" in notes[1]["reason"]

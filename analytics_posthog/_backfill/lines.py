@@ -16,7 +16,13 @@ from typing import Any
 import posthog
 
 from analytics_posthog._patches import posthog as posthog_internals
-from analytics_posthog.mapping import EVENT_NAMES, parse_timestamp, to_posthog
+from analytics_posthog.mapping import (
+    EVENT_NAMES,
+    MERGED_IDS,
+    parse_timestamp,
+    placeholder_ids,
+    to_posthog,
+)
 
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
 #: Fields a type cannot be mapped without (beyond a userId or anonymousId).
@@ -95,6 +101,19 @@ _LENIENT = json.JSONDecoder(parse_constant=lambda name: None)
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
+def refused_merge(msg: dict[str, Any]) -> str | None:
+    """Why PostHog will refuse the merge this ``identify`` or ``alias`` asks
+    for: an id it takes for a placeholder (the event is sent all the same)."""
+    if msg["type"] not in MERGED_IDS:
+        return None
+    found = placeholder_ids(msg)
+    if not found:
+        return None
+    return "PostHog will not merge persons on it (the event itself goes through): %s" % (
+        ", ".join("%s %r is a placeholder id to PostHog" % (field, value) for field, value in found)
+    )
+
+
 class Converter:
     """Segment lines -> (UTC day, PostHog event as one JSON line)."""
 
@@ -103,8 +122,9 @@ class Converter:
         self.cutoff = now - HISTORICAL_AFTER
 
     def convert(self, line: bytes) -> tuple[str, Any]:
-        """``(EVENT, (day, type, json_bytes))``, ``(FILTERED|EXCLUDED, None)``,
-        or ``Rejected``."""
+        """``(EVENT, (day, type, json_bytes, refused))``, ``(FILTERED|EXCLUDED,
+        None)``, or ``Rejected``; ``refused``: why PostHog will not merge
+        persons on this ``identify`` or ``alias`` (``None`` when it will)."""
         msg = parse_line(line)
         filters = self.filters
         if msg["type"] not in filters.types:
@@ -154,4 +174,4 @@ class Converter:
                     "event is %d bytes, over posthog's limit of %d (%d KiB); posthog would drop it"
                     % (size, MAX_EVENT_BYTES, MAX_EVENT_BYTES // 1024)
                 )
-        return EVENT, (moment.date().isoformat(), msg["type"], data)
+        return EVENT, (moment.date().isoformat(), msg["type"], data, refused_merge(msg))

@@ -2,7 +2,8 @@
 
 Each record has ``file``, ``line`` (null for a whole file), ``reason`` and,
 for a line, ``raw`` (the line as read), so the rejects can be fixed and fed
-back. A run rewrites the file: every run reads the whole input again, so it
+back. A line that was sent but will not do all it asked (an ``identify``
+PostHog will not merge on) is there too, with ``"sent": true``. A run rewrites the file: every run reads the whole input again, so it
 finds the same rejects, and appending would count them twice.
 """
 
@@ -24,6 +25,7 @@ class Rejects:
         self.err = err
         self.lines = 0
         self.files = 0
+        self.notes = 0
         self._file: IO[str] | None = None
 
     @property
@@ -38,6 +40,15 @@ class Rejects:
             self.err.write("(further rejected lines are only in %s)\n" % self.path)
         text = raw.decode("utf-8", "replace").rstrip("\r\n")
         self._write({"file": name, "line": number, "reason": reason, "raw": text})
+
+    def note(self, name: str, number: int, raw: bytes, reason: str) -> None:
+        """A line sent all the same, whose ``reason`` the team should know;
+        not a reject (the exit code stays)."""
+        self.notes += 1
+        if self.notes <= SHOWN:
+            self.err.write("%s:%d: %s\n" % (name, number, reason))
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        self._write({"file": name, "line": number, "reason": reason, "raw": text, "sent": True})
 
     def file(self, name: str, reason: str) -> None:
         self.files += 1

@@ -168,4 +168,9 @@ def summary_lines(
         lines.append("  skipped %d outside --types/--since/--until" % stats.filtered)
     if stats.excluded:
         lines.append("  skipped %d whose integrations exclude PostHog" % stats.excluded)
+    if stats.refused_merges:
+        lines.append(
+            "  %d identify/alias calls PostHog will not merge persons on (placeholder ids; "
+            "the events go through; each is named in %s)" % (stats.refused_merges, rejects.path)
+        )
     return lines

@@ -40,6 +40,8 @@ class ScanStats:
     events: Counter = field(default_factory=Counter)
     filtered: int = 0
     excluded: int = 0
+    #: identify and alias calls whose merge PostHog will refuse (sent all the same).
+    refused_merges: int = 0
     bytes_done: int = 0
 
     def add(self, other: ScanStats) -> None:
@@ -47,6 +49,7 @@ class ScanStats:
         self.events.update(other.events)
         self.filtered += other.filtered
         self.excluded += other.excluded
+        self.refused_merges += other.refused_merges
         self.bytes_done += other.bytes_done
 
 
@@ -77,9 +80,12 @@ def scan(
                     rejects.line(item.name, number, line, str(reason))
                     continue
                 if outcome is EVENT:
-                    day, type_, data = value
+                    day, type_, data, refused = value
                     add(day, data)
                     events[type_] += 1
+                    if refused is not None:
+                        stats.refused_merges += 1
+                        rejects.note(item.name, number, line, refused)
                 elif outcome is FILTERED:
                     stats.filtered += 1
                 else:
