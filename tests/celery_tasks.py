@@ -42,7 +42,10 @@ if os.environ.get("CELERY_TEST_WORKER"):
         "phc_test", host=os.environ["CELERY_TEST_POSTHOG"], flush_interval=60, flush_at=10_000
     )
     analytics.default_client = analytics.Client(
-        "seg_key", host=os.environ["CELERY_TEST_SEGMENT"], posthog_client=held
+        "seg_key",
+        host=os.environ["CELERY_TEST_SEGMENT"],
+        posthog_client=held,
+        spool_dir=os.environ.get("CELERY_TEST_SPOOL"),
     )
     # posthog's own integration on the worker reads the headers ours wrote:
     # the posthog client's own captures in a task get the visitor too. (Not
@@ -67,9 +70,9 @@ def work(n: int) -> None:
 
 @app.task
 def hang() -> None:
-    """Queues one event, marks that it started, then runs until the worker is stopped."""
+    """Queues one event, marks that it started (with its pid), then runs until the worker is stopped."""
     analytics.track("hang-user", "Hung", properties={"n": -1})
-    Path(broker, "ran-hang").touch()
+    Path(broker, "ran-hang").write_text(str(os.getpid()))
     import time
 
     time.sleep(60)

@@ -16,6 +16,7 @@ import posthog
 import pytest
 from flask import Flask, request
 
+from analytics_posthog import Client
 from analytics_posthog.integrations.flask import Analytics
 
 pytestmark = pytest.mark.slow
@@ -258,3 +259,50 @@ def test_headers_written_by_posthogs_own_producer_are_read_as_the_visitor():
         {"sessionId": "ph-session"},
     )
     assert received(SimpleNamespace(headers={"X-POSTHOG-DISTINCT-ID": "\x00" * 5})) is None
+
+
+@pytest.fixture
+def spool_dir(tmp_path, monkeypatch):
+    """A spool for the worker this test starts (set before the worker fixture reads the environment)."""
+    directory = tmp_path / "spool"
+    monkeypatch.setenv("CELERY_TEST_SPOOL", str(directory))
+    return directory
+
+
+def test_a_killed_prefork_child_leaves_its_calls_to_the_next_process(
+    spool_dir, broker, worker, legs
+):
+    """A pool child SIGKILLed in a task (the OOM killer's way) loses the
+    event it queued in memory; with a spool, the next process with the same
+    directory delivers it, once per leg."""
+    _, tasks = broker
+    mark = worker.folder / "ran-hang"
+    mark.unlink(missing_ok=True)  # an earlier test's
+    tasks.hang.delay()
+    wait_for(worker, "ran-hang")
+    deadline = time.monotonic() + 5
+    while not mark.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Only the child in the task: one idle in the pool's queue may hold its
+    # lock, and billiard would then wait for it forever at shutdown.
+    child = int(mark.read_text())
+    os.kill(child, signal.SIGKILL)
+    # The pool replaces the child before a warm shutdown can end them all.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (
+        len(_children(worker.process.pid)) < 2 or child in _children(worker.process.pid)
+    ):
+        time.sleep(0.1)
+    stop(worker, signal.SIGTERM)
+    assert not any(e["event"] == "Hung" for e in legs.posthog.events), _log(worker)
+    later = Client(
+        "seg_key",
+        host=legs.segment.url,
+        posthog_api_key="phc_test",
+        posthog_host=legs.posthog.url,
+        spool_dir=str(spool_dir),
+    )
+    later.flush(30)
+    later.shutdown()
+    assert [e["event"] for e in legs.posthog.events].count("Hung") == 1, _log(worker)
+    assert [m.get("event") for m in legs.segment.segment_messages].count("Hung") == 1

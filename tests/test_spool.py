@@ -661,3 +661,85 @@ def test_a_spool_on_a_read_only_or_full_filesystem_leaves_calls_in_memory(
     assert None not in json.loads(done.stdout.strip().splitlines()[-1])["ids"]
     assert done.stderr.count("cannot be written (%s" % reason) == 1, done.stderr
     assert sorted(e["properties"]["i"] for e in capture_server.events) == list(range(calls))
+
+
+def test_what_a_leg_gave_up_on_is_reported_once_and_leaves_the_spool(capture_server, tmp_path):
+    """PostHog refuses the batch (400, not retried): counted, told to
+    ``on_error``, and settled, so no later process sends it again."""
+    told = []
+    capture_server.fail(400, leg="posthog")
+    client = Client(
+        posthog_api_key="phc_test",
+        posthog_host=capture_server.url,
+        spool_dir=str(tmp_path),
+        on_error=lambda error, batch: told.append(len(batch)),
+    )
+    for i in range(5):
+        client.track("u", "Refused", {"i": i})
+    client.flush()
+    assert client.stats()["posthog"]["failed"] == 5 and sum(told) == 5
+    client.delivery.at_exit()
+    assert os.listdir(tmp_path) == []
+    capture_server.restore()
+    later = Client(
+        posthog_api_key="phc_test", posthog_host=capture_server.url, spool_dir=str(tmp_path)
+    )
+    later.flush()
+    assert later.delivery._spool.counts["taken_over"] == 0
+    later.shutdown()
+    assert capture_server.event_count == 0
+
+
+POOL = """
+import multiprocessing, os, signal, sys
+import analytics_posthog
+
+def work(n):
+    client = analytics_posthog.default_client or analytics_posthog.Client(
+        posthog_api_key="phc_test", posthog_host=os.environ["POSTHOG_HOST"],
+        spool_dir=sys.argv[2], upload_interval=30, upload_size=5000)
+    analytics_posthog.default_client = client
+    for i in range(50):
+        client.track("child-%d" % n, "Child", {"i": i})
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    method = sys.argv[1]
+    context = multiprocessing.get_context(method)
+    processes = [context.Process(target=work, args=(n,)) for n in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    print(len([n for n in os.listdir(sys.argv[2]) if n.endswith(".spool")]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_children_each_write_their_own_file(tmp_path, capture_server, method):
+    """Three children of each start method write 50 calls each to one
+    spool_dir and are killed; each left a file of its own, and the next
+    process delivers all 150 once."""
+    script = tmp_path / "pool.py"
+    script.write_text(POOL)
+    spool_dir = tmp_path / "spool"
+    done = subprocess.run(
+        [sys.executable, str(script), method, str(spool_dir)],
+        env={**os.environ, "POSTHOG_HOST": capture_server.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.strip() == "3"
+    later = Client(
+        posthog_api_key="phc_test", posthog_host=capture_server.url, spool_dir=str(spool_dir)
+    )
+    # One file a look at start, one more at each of the next looks.
+    for _ in range(3):
+        later.delivery._spool.scan(force=True)
+        later.flush(30)
+    later.shutdown()
+    events = counted(capture_server.events, "event", "distinct_id", lambda e: e["properties"]["i"])
+    assert len(events) == 150 and set(events.values()) == {1}
