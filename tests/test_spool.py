@@ -743,3 +743,21 @@ def test_multiprocessing_children_each_write_their_own_file(tmp_path, capture_se
     later.shutdown()
     events = counted(capture_server.events, "event", "distinct_id", lambda e: e["properties"]["i"])
     assert len(events) == 150 and set(events.values()) == {1}
+
+
+def test_a_message_marshal_cannot_write_is_kept_as_segments_json(tmp_path):
+    """A ``datetime`` in a property: the record is Segment's JSON of the
+    message, read back with the values as Segment's client sends them."""
+    import datetime
+
+    client = Client(posthog_api_key="phc_test", send=False)
+    _, msg = client.track("u", "Dated", {"when": datetime.datetime(2024, 1, 2, 3, 4, 5)})
+    written = spool.Spool(str(tmp_path), 1 << 20, ["posthog"], lambda error, batch: None)
+    assert written.write(msg)
+    (name,) = [n for n in os.listdir(tmp_path) if n.endswith(".spool")]
+    content = (tmp_path / name).read_bytes()
+    assert content.startswith(b"j 1 posthog ")
+    records, damaged = spool._read(content)
+    assert damaged == 0
+    assert records[1][1]["properties"] == {"when": "2024-01-02T03:04:05"}
+    assert records[1][1]["messageId"] == msg["messageId"]

@@ -388,8 +388,8 @@ class Delivery:
     def _leg_failed(self, leg: str) -> OnError:
         def failed(error: Exception, batch: Any) -> None:
             if self._spool is not None and isinstance(batch, list):
-                key = "uuid" if leg == posthog_leg.PostHogLeg.name else "messageId"
-                self._spool.settle(leg, [m[key] for m in batch if isinstance(m, dict) and key in m])
+                module = posthog_leg if leg == posthog_leg.PostHogLeg.name else segment_leg
+                self._spool.settle(leg, module.batch_keys(batch))
             if isinstance(batch, list) and leg == posthog_leg.PostHogLeg.name:
                 batch = posthog_leg.undelivered(error, batch)
             self._stats.add(leg, "failed", len(batch) if isinstance(batch, list) else 1)

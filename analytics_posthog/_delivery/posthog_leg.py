@@ -58,6 +58,11 @@ def _batch_ended(consumer: Any, batch: list[Any], error: Exception | None) -> No
             leg.batch_ended(batch, error)
 
 
+def batch_keys(batch: list[Any]) -> list[str]:
+    """The uuids of a posthog batch's events: the spool's keys for them."""
+    return [event["uuid"] for event in batch if isinstance(event, dict) and "uuid" in event]
+
+
 def require_proxy_route(proxies: dict[str, str] | None) -> None:
     """Refuse ``proxies`` the PostHog leg could not send through, before any
     client is built: events sent around an egress proxy would only fail."""
@@ -167,7 +172,7 @@ class PostHogLeg:
         failures reach it through posthog's ``on_error``)."""
         if self.owned:
             if error is None and self._on_settled is not None:
-                self._on_settled([e["uuid"] for e in batch if isinstance(e, dict) and "uuid" in e])
+                self._on_settled(batch_keys(batch))
             return
         ours = self._ours_in(batch)
         if not ours:

@@ -72,6 +72,11 @@ def check_size(wire: Message) -> None:
         )
 
 
+def batch_keys(batch: list[Any]) -> list[str]:
+    """The messageIds of a Segment batch's messages: the spool's keys for them."""
+    return [msg["messageId"] for msg in batch if isinstance(msg, dict) and "messageId" in msg]
+
+
 class SegmentLeg:
     name = "segment"
     refusal = None
@@ -110,9 +115,7 @@ class SegmentLeg:
     def sent(self, batch: list[Any]) -> None:
         """Segment answered success for ``batch`` (on its consumer's thread)."""
         if self._on_settled is not None:
-            self._on_settled(
-                [m["messageId"] for m in batch if isinstance(m, dict) and "messageId" in m]
-            )
+            self._on_settled(batch_keys(batch))
 
     def _start(self) -> None:
         """A fresh Segment client; in a forked child, the parent's queue and dead

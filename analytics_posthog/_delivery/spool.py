@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from analytics_posthog._delivery.forks import at_fork, fork_safe_lock, reset_in_child
-from analytics_posthog._message.build import Message, marshalled
+from analytics_posthog._message.build import Message, marshalled, segment_json
 from analytics_posthog.errors import DeliveryError
 
 log = logging.getLogger("analytics_posthog")
@@ -118,7 +118,6 @@ class SpoolFile:
     acks: int = -1
     #: Up to where the pages are mapped for writing (``Spool.prepare``).
     populated: int = 0
-    closed: bool = False
     #: seq -> the legs that have not settled it.
     unsettled: dict[int, set[str]] = dataclasses.field(default_factory=dict)
     #: Whether a dead process left it (its records may be meant for fewer legs).
@@ -133,6 +132,11 @@ class SpoolFile:
         return len(self.map) if self.map is not None else 0
 
     @property
+    def closed(self) -> bool:
+        """Let go (``_let_go``): its descriptors are closed."""
+        return self.fd < 0
+
+    @property
     def acks_path(self) -> str:
         return self.path + ACKS
 
@@ -141,25 +145,17 @@ class SpoolFile:
 Ticket = tuple[SpoolFile, int]
 
 
-def _encode(value: Any) -> Any:
-    """What the call kept that JSON has no form for (a ``datetime`` in a
-    property, say) is written as the two libraries would send it."""
-    isoformat = getattr(value, "isoformat", None)
-    if callable(isoformat):
-        return isoformat()
-    return str(value)
-
-
 def _payload(msg: Message) -> tuple[bytes, bytes]:
     """A record's kind and payload: the message's marshal where there is one
-    (the call's size check made it, most often), JSON otherwise."""
+    (the call's size check made it, most often), otherwise Segment's JSON,
+    which the call's size check proved it can write."""
     data = marshalled(msg)
     if data is not None:
         return b"m", data
     try:
         return b"m", marshal.dumps(msg, 2)
     except ValueError:
-        return b"j", json.dumps(msg, default=_encode).encode()
+        return b"j", segment_json(msg).encode()
 
 
 def _allocate(fd: int, size: int) -> None:
@@ -595,7 +591,6 @@ class Spool:
 
 
 def _let_go(spool_file: SpoolFile) -> None:
-    spool_file.closed = True
     if spool_file.map is not None:
         spool_file.map.close()
         spool_file.map = None

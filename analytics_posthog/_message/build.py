@@ -312,10 +312,17 @@ def near_limit(msg: Message) -> bool:
     return getattr(_near_limit, "msg", None) is msg
 
 
+def segment_json(msg: Message) -> str:
+    """Segment's JSON for ``msg``, as its client writes it (``ValueError`` for
+    an int that Python refuses to write: more than
+    ``sys.get_int_max_str_digits()`` digits)."""
+    text: str = _encode(msg)
+    return text
+
+
 def json_size(msg: Message) -> int:
-    """Bytes of Segment's JSON for ``msg`` (``ValueError`` for an int that
-    Python refuses to write: more than ``sys.get_int_max_str_digits()`` digits)."""
-    return len(_encode(msg).encode())
+    """Bytes of Segment's JSON for ``msg`` (``segment_json``)."""
+    return len(segment_json(msg).encode())
 
 
 #: The last message this thread proved small, with its marshal (``marshalled``).
