@@ -29,7 +29,7 @@ LINES_PER_FILE = 20000
 DAY0 = datetime(2023, 1, 1, tzinfo=timezone.utc)
 
 
-def message(i: int, day: int) -> dict:
+def message(i: int, day: int, people: int = 9973) -> dict:
     type_ = TYPES[i % len(TYPES)]
     moment = DAY0 + timedelta(days=day, seconds=(i * 7) % 86400, milliseconds=i % 1000)
     stamp = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -40,7 +40,7 @@ def message(i: int, day: int) -> dict:
         "originalTimestamp": stamp,
         "sentAt": stamp,
         "receivedAt": stamp,
-        "userId": "user-%d" % (i % 9973),
+        "userId": "user-%d" % (i % people),
         "anonymousId": "4f9c2f3e-%04x-4a1b-9c3d-%012x" % (i % 65536, i),
         "channel": "client",
         "version": 2,
@@ -97,7 +97,7 @@ def message(i: int, day: int) -> dict:
     return msg
 
 
-def generate(root: str, lines: int, days: int) -> int:
+def generate(root: str, lines: int, days: int, people: int = 9973) -> int:
     """The archive under ``root``; its size in bytes."""
     per_day = max(lines // days, 1)
     written = size = 0
@@ -111,7 +111,9 @@ def generate(root: str, lines: int, days: int) -> int:
         for part in range(0, in_day, LINES_PER_FILE):
             path = os.path.join(folder, "%d.gz" % part)
             count = min(LINES_PER_FILE, in_day - part)
-            data = "".join(json.dumps(message(written + k, day)) + "\n" for k in range(count))
+            data = "".join(
+                json.dumps(message(written + k, day, people)) + "\n" for k in range(count)
+            )
             with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as f:
                 f.write(data)
             size += os.path.getsize(path)
@@ -181,6 +183,7 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=100)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--people", type=int, default=9973, help="distinct userIds")
     parser.add_argument(
         "--send",
         type=int,
@@ -192,11 +195,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         archive = os.path.join(tmp, "segment-logs")
         started = time.monotonic()
-        size = generate(tmp, args.lines, args.days)
+        size = generate(tmp, args.lines, args.days, args.people)
         print(
-            "archive: %d lines, %d gzip files, %.1f MB, %d days (generated in %.0fs)"
+            "archive: %d lines, %d people, %d gzip files, %.1f MB, %d days (generated in %.0fs)"
             % (
                 args.lines,
+                args.people,
                 sum(len(f) for _, _, f in os.walk(archive)),
                 size / 1e6,
                 args.days,

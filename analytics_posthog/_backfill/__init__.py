@@ -3,8 +3,9 @@ writes it as files for PostHog's managed migrations.
 
 Both read Segment messages in Segment's wire format (one camelCase JSON
 object per line, plain or gzipped, e.g. Segment's S3/GCS archive) and map each
-with the library's own mapping, so a backfilled event is identical to one the
-library sends live: same event name, properties, timestamp and uuid. Re-runs
+with the library's own mapping, so a backfilled event is the one the library
+sends live: same event name, properties, timestamp and uuid, less its person
+properties, which ``persons`` sends once per person in time order. Re-runs
 are safe because every event's uuid comes from its ``messageId``; a message
 without one is rejected rather than given a uuid derived from its line, which
 a reformatted copy would not share.
@@ -12,7 +13,8 @@ a reformatted copy would not share.
 The modules, by job: ``sources`` (finding and reading files; ``remote`` for
 URLs), ``lines`` (one line -> one event or a reason), ``scan`` and ``days``
 (the whole input into day files, oldest first), ``rejects``, ``checkpoint``,
-``sending`` (posthog in historical mode), ``replaying`` and ``exporting`` (the
+``persons`` (person properties in time order), ``sending`` (posthog in
+historical mode), ``replaying`` and ``exporting`` (the
 two commands), ``run`` (what they share), ``cli`` (the command line).
 
 Exit codes: 0 all sent (or written); 1 some lines or files rejected, the

@@ -95,7 +95,7 @@ def add_commands(commands: Any) -> None:
         help="write Segment archives as PostHog events, one gzipped JSON-lines file per day, for PostHog's "
         "managed migrations",
         description="Write the events replay would send (same uuids, timestamps, properties) as gzipped JSON lines "
-        "in PostHog's event format, one file per UTC day (YYYY-MM-DD.jsonl.gz), for a PostHog managed migration "
+        "in PostHog's event format, one file per UTC day (YYYY-MM-DD.jsonl.gz, then persons.jsonl.gz), for a PostHog managed migration "
         "(content type PostHog). "
         + EXIT_CODES.replace("sent", "written").replace(", 3 PostHog did not accept a batch", ""),
     )

@@ -16,7 +16,10 @@ import shutil
 from collections.abc import Iterator, Sequence
 
 SUFFIX = ".jsonl.gz"
-_DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}" + re.escape(SUFFIX) + "$")
+#: The file after the last day: the persons' events, which must follow every
+#: historical event (see ``persons``); its name sorts after every date.
+PERSONS = "persons"
+_DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2}|" + PERSONS + ")" + re.escape(SUFFIX) + "$")
 #: One day's buffer is written out past this size...
 FLUSH_BYTES = 1 << 20
 #: ...and every buffer once they hold this much together.

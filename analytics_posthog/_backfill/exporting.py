@@ -2,7 +2,7 @@
 migrations (JSON lines in PostHog's event format, content type "PostHog").
 
 One gzipped file per UTC day, ``YYYY-MM-DD.jsonl.gz``, so the names sort
-oldest first. Files are written in a hidden directory inside ``--out`` and
+oldest first, then ``persons.jsonl.gz`` (see ``persons``). Files are written in a hidden directory inside ``--out`` and
 moved into place at the end, so a re-run replaces an earlier export and an
 interrupted one leaves nothing half written. An ``s3://`` or ``gs://``
 ``--out`` gets the finished files uploaded.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import posthog
@@ -42,6 +42,11 @@ LIB_VERSION: str = getattr(posthog, "VERSION", "")
 
 # outcomes of one line
 EVENT, FILTERED, EXCLUDED = "event", "filtered", "excluded"
+#: The merges a person record asks for, by PostHog event: the property naming
+#: the id merged into the event's distinct id.
+MERGE_SOURCE = {"$identify": "$anon_distinct_id", "$create_alias": "alias"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class Rejected(Exception):
@@ -114,6 +119,16 @@ def refused_merge(msg: dict[str, Any]) -> str | None:
     )
 
 
+def dual_written(msg: dict[str, Any]) -> datetime | None:
+    """The time of a message whose ``integrations`` say ``"PostHog": false``:
+    the mark a dual-write leaves on Segment's copy of every call it delivered
+    to PostHog itself, so the first one tells when live delivery began."""
+    integrations = msg.get("integrations")
+    if isinstance(integrations, dict) and integrations.get("PostHog") is False:
+        return parse_timestamp(msg["timestamp"], clamp=True)
+    return None
+
+
 class Converter:
     """Segment lines -> (UTC day, PostHog event as one JSON line)."""
 
@@ -122,9 +137,11 @@ class Converter:
         self.cutoff = now - HISTORICAL_AFTER
 
     def convert(self, line: bytes) -> tuple[str, Any]:
-        """``(EVENT, (day, type, json_bytes, refused))``, ``(FILTERED|EXCLUDED,
-        None)``, or ``Rejected``; ``refused``: why PostHog will not merge
-        persons on this ``identify`` or ``alias`` (``None`` when it will)."""
+        """``(EVENT, (day, type, json_bytes, refused, person))``,
+        ``(FILTERED|EXCLUDED, None)``, or ``Rejected``; ``refused``: why PostHog
+        will not merge persons on this ``identify`` or ``alias`` (``None`` when
+        it will); ``person``: what it does to persons (see ``person_record``),
+        taken out of the event, or ``None``."""
         msg = parse_line(line)
         filters = self.filters
         if msg["type"] not in filters.types:
@@ -136,7 +153,7 @@ class Converter:
         except (TypeError, ValueError, AttributeError) as error:
             raise Rejected("cannot map: %s" % error) from None
         if event is None:  # its integrations exclude PostHog
-            return EXCLUDED, None
+            return EXCLUDED, dual_written(msg)
         moment = event.timestamp
         if (filters.since is not None and moment < filters.since) or (
             filters.until is not None and moment >= filters.until
@@ -149,6 +166,7 @@ class Converter:
                 % (moment.isoformat(), (moment + HISTORICAL_AFTER).isoformat(timespec="seconds"))
             )
         properties = event.properties
+        person = person_record(event.event, event.distinct_id, properties, moment)
         properties["$lib"] = LIB
         properties["$lib_version"] = LIB_VERSION
         if event.disable_geoip:
@@ -174,4 +192,37 @@ class Converter:
                     "event is %d bytes, over posthog's limit of %d (%d KiB); posthog would drop it"
                     % (size, MAX_EVENT_BYTES, MAX_EVENT_BYTES // 1024)
                 )
-        return EVENT, (moment.date().isoformat(), msg["type"], data, refused_merge(msg))
+        return EVENT, (moment.date().isoformat(), msg["type"], data, refused_merge(msg), person)
+
+
+def person_record(
+    event: str, distinct_id: str, properties: dict[str, Any], moment: datetime
+) -> list[Any]:
+    """What the event does to persons, with its ``$set`` and ``$set_once``
+    taken out of ``properties``: ``[microseconds since 1970, distinct id]``
+    for an event that only gives its distinct id a person, and ``[...,
+    merged id, $set, $set_once]`` for one that also merges (``$identify``,
+    ``$create_alias``: ``merged id`` is the id merged in, else ``None``) or
+    sets person properties.
+
+    PostHog applies person properties in the order events arrive, so a
+    historical event that still carried them would overwrite what live calls
+    set since; ``persons`` applies them in time order and sends the result.
+    """
+    updates = [None, None]
+    for index, name in enumerate(("$set", "$set_once")):
+        value = properties.get(name)
+        if isinstance(value, dict):
+            del properties[name]
+            updates[index] = value or None
+    source = MERGE_SOURCE.get(event)
+    micros = (moment - _EPOCH) // _MICROSECOND
+    if source is None and updates == [None, None]:
+        return [micros, distinct_id]
+    merged = properties.get(source) if source else None
+    return [
+        micros,
+        distinct_id,
+        None if merged is None else str(merged),
+        *updates,
+    ]

@@ -15,8 +15,9 @@ from typing import TextIO
 
 from analytics_posthog._backfill import checkpoint as checkpoints
 from analytics_posthog._backfill.checkpoint import CheckpointError, State
-from analytics_posthog._backfill.days import days, read_day
+from analytics_posthog._backfill.days import PERSONS, days, read_day
 from analytics_posthog._backfill.lines import HISTORICAL_AFTER, TYPE_OF_EVENT
+from analytics_posthog._backfill.persons import PERSON_TYPE
 from analytics_posthog._backfill.progress import Progress
 from analytics_posthog._backfill.rejects import Rejects
 from analytics_posthog._backfill.run import (
@@ -174,7 +175,11 @@ class Replay:
                     if not sink.send(event):
                         self.error = RuntimeError("posthog's queue refused an event")
                         return False
-                    pending.append(TYPE_OF_EVENT.get(event["event"], "track"))
+                    pending.append(
+                        PERSON_TYPE
+                        if day == PERSONS
+                        else TYPE_OF_EVENT.get(event["event"], "track")
+                    )
                     done = index
                     if (
                         len(pending) >= CHECKPOINT_EVERY_EVENTS

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from analytics_posthog._backfill import remote
+from analytics_posthog._backfill import persons, remote
 from analytics_posthog._backfill.days import DayWriter
-from analytics_posthog._backfill.lines import TYPES, Converter, Filters
+from analytics_posthog._backfill.lines import LIB, LIB_VERSION, TYPES, Converter, Filters
 from analytics_posthog._backfill.progress import Progress
 from analytics_posthog._backfill.rejects import Rejects
 from analytics_posthog._backfill.scan import ScanStats, scan, scan_parallel
@@ -113,10 +113,17 @@ def read_input(
             listed,
             Converter(options.filters, now),
             DayWriter(directory, level),
+            persons.RecordWriter(directory),
             rejects,
             stats,
             tick,
         )
+    stats.persons = persons.settle(
+        directory, level, {"$lib": LIB, "$lib_version": LIB_VERSION}, rejects
+    )
+    if stats.persons.persons:
+        stats.events[persons.PERSON_TYPE] = stats.persons.persons
+    stats.refused_merges += stats.persons.refused
     if progress.tty:
         progress.show("read", stats.lines, "lines", started, 1.0 if total else None, force=True)
         progress.end()
@@ -141,7 +148,9 @@ def summary_lines(
     interrupted: bool,
 ) -> list[str]:
     total = sum(sent.values())
-    per_type = ", ".join("%s %d" % (t, sent[t]) for t in TYPES if sent.get(t))
+    per_type = ", ".join(
+        "%s %d" % (t, sent[t]) for t in (*TYPES, persons.PERSON_TYPE) if sent.get(t)
+    )
     elapsed = max(elapsed, 1e-9)
     lines = [
         "%s %s: %d lines read, %s %d events (%s) in %.1fs: %.0f lines/s read, %.0f events/s %s"
@@ -170,7 +179,26 @@ def summary_lines(
         lines.append("  skipped %d whose integrations exclude PostHog" % stats.excluded)
     if stats.refused_merges:
         lines.append(
-            "  %d identify/alias calls PostHog will not merge persons on (placeholder ids; "
-            "the events go through; each is named in %s)" % (stats.refused_merges, rejects.path)
+            "  %d identify/alias calls PostHog will not merge persons on (placeholder ids, or "
+            "an id of a person already identified; the events go through; each is named in %s)"
+            % (stats.refused_merges, rejects.path)
+        )
+    if stats.persons.persons:
+        lines.append(
+            "  person properties: the history's, in time order (%d updates played in %.1fs, "
+            "%.0f MB on disk), as one $set_once per person (%d), so no live value is overwritten"
+            % (
+                stats.persons.records,
+                stats.persons.seconds,
+                stats.persons.disk_bytes / 1e6,
+                stats.persons.persons,
+            )
+        )
+    if stats.dual_write_from is not None:
+        moment, name, number = stats.dual_write_from
+        lines.append(
+            "  dual-write began by %s (%s:%d, the first message marked integrations.PostHog = "
+            "false); --until %s stops history where live delivery starts"
+            % (moment.isoformat(), name, number, moment.isoformat())
         )
     return lines

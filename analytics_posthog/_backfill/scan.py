@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from analytics_posthog._backfill import persons
 from analytics_posthog._backfill.days import DayWriter, merge
 from analytics_posthog._backfill.lines import EVENT, FILTERED, Converter, Filters, Rejected
 from analytics_posthog._backfill.rejects import Rejects
@@ -43,6 +44,14 @@ class ScanStats:
     #: identify and alias calls whose merge PostHog will refuse (sent all the same).
     refused_merges: int = 0
     bytes_done: int = 0
+    #: The earliest message marked as dual-written: (time, file, line).
+    dual_write_from: tuple[datetime, str, int] | None = None
+    #: What the person pass did, once the scan is over.
+    persons: persons.Settled = field(default_factory=persons.Settled)
+
+    def dual_written(self, moment: datetime, name: str, number: int) -> None:
+        if self.dual_write_from is None or moment < self.dual_write_from[0]:
+            self.dual_write_from = (moment, name, number)
 
     def add(self, other: ScanStats) -> None:
         self.lines += other.lines
@@ -51,12 +60,15 @@ class ScanStats:
         self.excluded += other.excluded
         self.refused_merges += other.refused_merges
         self.bytes_done += other.bytes_done
+        if other.dual_write_from is not None:
+            self.dual_written(*other.dual_write_from)
 
 
 def scan(
     listed: Sequence[Listed],
     converter: Converter,
     writer: DayWriter,
+    people: persons.RecordWriter,
     rejects: Rejects,
     stats: ScanStats,
     tick: Callable[[], None] = lambda: None,
@@ -80,16 +92,20 @@ def scan(
                     rejects.line(item.name, number, line, str(reason))
                     continue
                 if outcome is EVENT:
-                    day, type_, data, refused = value
+                    day, type_, data, refused, person = value
                     add(day, data)
                     events[type_] += 1
                     if refused is not None:
                         stats.refused_merges += 1
                         rejects.note(item.name, number, line, refused)
+                    if person is not None:
+                        people.add(day, person, item.name, number, line)
                 elif outcome is FILTERED:
                     stats.filtered += 1
                 else:
                     stats.excluded += 1
+                    if value is not None:
+                        stats.dual_written(value, item.name, number)
                 if not stats.lines & 1023:
                     stats.bytes_done = base + position
                     tick()
@@ -100,6 +116,7 @@ def scan(
         stats.bytes_done = base + (item.size or 0)
         tick()
     writer.close()
+    people.close()
 
 
 def scan_parallel(
@@ -129,6 +146,7 @@ def scan_parallel(
             rejects.files += files
             tick()
     merge(dirs, directory)
+    persons.merge_records(dirs, directory)
     rejects.append_parts([os.path.join(d, "rejects.jsonl") for d in dirs])
 
 
@@ -138,7 +156,14 @@ def _scan_part(
     stats = ScanStats()
     rejects = Rejects(os.path.join(directory, "rejects.jsonl"), sys.stderr)
     try:
-        scan(listed, Converter(filters, now), DayWriter(directory, level), rejects, stats)
+        scan(
+            listed,
+            Converter(filters, now),
+            DayWriter(directory, level),
+            persons.RecordWriter(directory),
+            rejects,
+            stats,
+        )
     finally:
         rejects.close(complete=False)
     return stats, rejects.lines, rejects.files
